@@ -1,0 +1,154 @@
+//! Parameter initialisation.
+//!
+//! Values are generated on the host by a small seeded generator (SplitMix64), so a given
+//! `(config, seed)` produces bit-identical parameters on every backend: that is what lets a
+//! CPU run and a GPU run of the same model be compared.
+
+/// Seeded SplitMix64 generator (Steele, Lea & Flood 2014): tiny, fast, and stable across
+/// versions, unlike a dependency's generator.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.uniform()
+    }
+
+    /// Standard normal (Box–Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform(); // (0, 1]
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
+    }
+
+    /// `n` values from `f`.
+    pub fn fill(&mut self, n: usize, mut f: impl FnMut(&mut Self) -> f64) -> Vec<f64> {
+        (0..n).map(|_| f(self)).collect()
+    }
+
+    /// Integer uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Ratio `l / (L - 1)` of the RWKV-LM init, defined as 0 for a single-layer model
+/// (the reference code divides by zero there).
+pub fn layer_ratio_0_to_1(layer: usize, n_layers: usize) -> f64 {
+    if n_layers <= 1 {
+        0.0
+    } else {
+        layer as f64 / (n_layers - 1) as f64
+    }
+}
+
+/// RWKV-LM v4 `time_decay[h] = -5 + 8 (h/(C-1))^(0.7 + 1.3 l/(L-1))` (C = 1: h/(C-1) := 0).
+pub fn rwkv4_time_decay(layer: usize, n_layers: usize, channels: usize) -> Vec<f64> {
+    let ratio = layer_ratio_0_to_1(layer, n_layers);
+    (0..channels)
+        .map(|h| {
+            let x = if channels <= 1 {
+                0.0
+            } else {
+                h as f64 / (channels - 1) as f64
+            };
+            -5.0 + 8.0 * x.powf(0.7 + 1.3 * ratio)
+        })
+        .collect()
+}
+
+/// RWKV-LM v4 `time_first[h] = ln 0.3 + 0.5 (((h+1) mod 3) - 1)`.
+pub fn rwkv4_time_first(channels: usize) -> Vec<f64> {
+    (0..channels)
+        .map(|h| 0.3f64.ln() + 0.5 * (((h + 1) % 3) as f64 - 1.0))
+        .collect()
+}
+
+/// RWKV-LM v4 token-shift mixes of one layer: `(att k, att v, att r, ffn k, ffn r)`,
+/// with `d_h = h/C`, `r = 1 - l/L`: `d^r`, `d^r + 0.3 l/(L-1)`, `d^(0.5 r)`, `d^r`, `d^r`.
+pub fn rwkv4_time_mix(layer: usize, n_layers: usize, channels: usize) -> [Vec<f64>; 5] {
+    let r = 1.0 - layer as f64 / n_layers as f64;
+    let ratio = layer_ratio_0_to_1(layer, n_layers);
+    let d = |h: usize| h as f64 / channels as f64;
+    let k: Vec<f64> = (0..channels).map(|h| d(h).powf(r)).collect();
+    let v = (0..channels).map(|h| d(h).powf(r) + 0.3 * ratio).collect();
+    let rr = (0..channels).map(|h| d(h).powf(0.5 * r)).collect();
+    [k.clone(), v, rr, k.clone(), k]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_vectors_c8_l3_layer1() {
+        // DESIGN.md §3: C = 8, L = 3, layer 1.
+        let td = rwkv4_time_decay(1, 3, 8);
+        let want = [
+            -5.0, -4.421628, -3.525658, -2.451285, -1.241724, 0.079455, 1.496984, 3.0,
+        ];
+        for (a, b) in td.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        let mix_r = &rwkv4_time_mix(1, 3, 8)[2];
+        let want = [
+            0.0, 0.5, 0.629961, 0.721125, 0.793701, 0.854988, 0.908560, 0.956466,
+        ];
+        for (a, b) in mix_r.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn single_layer_is_defined() {
+        let td = rwkv4_time_decay(0, 1, 4);
+        assert!(td.iter().all(|x| x.is_finite()));
+        let mixes = rwkv4_time_mix(0, 1, 4);
+        assert!(mixes.iter().flatten().all(|x| x.is_finite()));
+        assert!(rwkv4_time_decay(0, 1, 1).iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
+    fn time_first_pattern() {
+        let tf = rwkv4_time_first(3);
+        let l = 0.3f64.ln();
+        assert!((tf[0] - l).abs() < 1e-12);
+        assert!((tf[1] - (l + 0.5)).abs() < 1e-12);
+        assert!((tf[2] - (l - 0.5)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rng_is_deterministic_and_uniform() {
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        let xs: Vec<f64> = (0..1000).map(|_| a.uniform()).collect();
+        assert!(xs.iter().all(|&x| (0.0..1.0).contains(&x)));
+        assert!(
+            xs.iter()
+                .zip((0..1000).map(|_| b.uniform()))
+                .all(|(x, y)| *x == y)
+        );
+        let mean = xs.iter().sum::<f64>() / 1000.0;
+        assert!((mean - 0.5).abs() < 0.05);
+    }
+}

@@ -1,0 +1,213 @@
+//! Bad input gets a typed error with a clear message, never a panic or a wrong answer.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use rwkv::verify::canonical_state;
+use rwkv::wkv::{self, WkvMode, WkvState};
+use rwkv::{RwkvConfig, RwkvError};
+
+use crate::common::*;
+
+fn dev() -> burn::backend::ndarray::NdArrayDevice {
+    Default::default()
+}
+
+fn zeros<const D: usize>(shape: [usize; D]) -> Tensor<F64, D> {
+    Tensor::zeros(shape, rwkv::float_opts::<F64>(&dev()))
+}
+
+fn call(
+    mode: WkvMode,
+    w: [usize; 1],
+    u: [usize; 1],
+    k: [usize; 3],
+    v: [usize; 3],
+    s: Option<[usize; 2]>,
+) -> Result<(), RwkvError> {
+    let state = s.map(|s| WkvState {
+        aa: zeros(s),
+        bb: zeros(s),
+        pp: zeros(s),
+    });
+    wkv::wkv(mode, zeros(w), zeros(u), zeros(k), zeros(v), state).map(|_| ())
+}
+
+#[test]
+fn wkv_rejects_bad_shapes() {
+    assert_eq!(
+        call(WkvMode::Scan, [4], [4], [1, 0, 4], [1, 0, 4], None),
+        Err(RwkvError::EmptySequence)
+    );
+    assert_eq!(
+        call(WkvMode::Parallel, [4], [4], [0, 3, 4], [0, 3, 4], None),
+        Err(RwkvError::EmptyBatch)
+    );
+    assert_eq!(
+        call(
+            WkvMode::Chunked { len: 0 },
+            [4],
+            [4],
+            [1, 3, 4],
+            [1, 3, 4],
+            None
+        ),
+        Err(RwkvError::ZeroChunkLen)
+    );
+    let e = call(WkvMode::Recurrent, [4], [4], [1, 3, 4], [1, 2, 4], None).unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "v"),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("expected [1, 3, 4], got [1, 2, 4]"),
+        "{e}"
+    );
+    let e = call(WkvMode::Scan, [3], [4], [1, 3, 4], [1, 3, 4], None).unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "w"),
+        "{e}"
+    );
+    let e = call(WkvMode::Scan, [4], [5], [1, 3, 4], [1, 3, 4], None).unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "u"),
+        "{e}"
+    );
+    let e = call(
+        WkvMode::Parallel,
+        [4],
+        [4],
+        [2, 3, 4],
+        [2, 3, 4],
+        Some([1, 4]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "state.aa"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mode_names_parse_or_fail_clearly() {
+    assert_eq!("scan".parse::<WkvMode>(), Ok(WkvMode::Scan));
+    assert_eq!(
+        "Chunked:16".parse::<WkvMode>(),
+        Ok(WkvMode::Chunked { len: 16 })
+    );
+    assert_eq!("chunked:0".parse::<WkvMode>(), Err(RwkvError::ZeroChunkLen));
+    let e = "fast".parse::<WkvMode>().unwrap_err();
+    assert!(e.to_string().contains("unknown WKV mode `fast`"), "{e}");
+    for m in WkvMode::all(5) {
+        assert_eq!(m.to_string().parse::<WkvMode>(), Ok(m));
+    }
+}
+
+fn model() -> rwkv::Rwkv<F64> {
+    random_model::<F64>(3, 10, 4, 2, 8, rwkv::Variant::default())
+}
+
+fn toks(ids: Vec<i64>, b: usize, t: usize) -> Tensor<F64, 2, Int> {
+    Tensor::from_data(TensorData::new(ids, [b, t]), &dev())
+}
+
+#[test]
+fn model_rejects_bad_tokens_and_states() {
+    let m = model();
+    assert_eq!(
+        m.forward(toks(vec![], 1, 0), None, WkvMode::Scan)
+            .unwrap_err(),
+        RwkvError::EmptySequence
+    );
+    assert_eq!(
+        m.forward(toks(vec![], 0, 3), None, WkvMode::Scan)
+            .unwrap_err(),
+        RwkvError::EmptyBatch
+    );
+    let e = m
+        .forward(toks(vec![1, 2, 3, 4, 10, 5], 2, 3), None, WkvMode::Parallel)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        RwkvError::TokenOutOfRange {
+            token: 10,
+            batch: 1,
+            position: 1,
+            vocab_size: 10
+        }
+    );
+    assert!(
+        e.to_string().contains(
+            "token id 10 at [batch 1, position 1] is out of range for vocabulary size 10"
+        )
+    );
+    let e = m
+        .forward(toks(vec![-1], 1, 1), None, WkvMode::Parallel)
+        .unwrap_err();
+    assert!(matches!(e, RwkvError::TokenOutOfRange { token: -1, .. }));
+    assert_eq!(
+        m.forward(toks(vec![1, 2], 1, 2), None, WkvMode::Chunked { len: 0 })
+            .unwrap_err(),
+        RwkvError::ZeroChunkLen
+    );
+
+    let wrong_layers = random_state::<F64>(1, 3, 1, 4);
+    let e = m
+        .forward(toks(vec![1, 2], 1, 2), Some(wrong_layers), WkvMode::Scan)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        RwkvError::StateLayers {
+            expected: 2,
+            got: 3
+        }
+    );
+    let wrong_batch = random_state::<F64>(1, 2, 2, 4);
+    let e = m
+        .forward(toks(vec![1, 2], 1, 2), Some(wrong_batch), WkvMode::Scan)
+        .unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "state.layers[0].att_shift"),
+        "{e}"
+    );
+    let wrong_width = random_state::<F64>(1, 2, 1, 5);
+    assert!(
+        m.forward(toks(vec![1, 2], 1, 2), Some(wrong_width), WkvMode::Scan)
+            .is_err()
+    );
+}
+
+#[test]
+fn failed_step_leaves_state_unchanged() {
+    let m = model();
+    let mut state = random_state::<F64>(2, 2, 2, 4);
+    let before = canonical_state(&state);
+    let bad = Tensor::<F64, 1, Int>::from_data(TensorData::new(vec![3i64, 99], [2]), &dev());
+    assert!(matches!(
+        m.step(bad, &mut state),
+        Err(RwkvError::TokenOutOfRange { token: 99, .. })
+    ));
+    assert_eq!(canonical_state(&state), before);
+    let wrong_batch = Tensor::<F64, 1, Int>::from_data(TensorData::new(vec![3i64], [1]), &dev());
+    assert!(m.step(wrong_batch, &mut state).is_err());
+    assert_eq!(canonical_state(&state), before);
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    for (cfg, field) in [
+        (RwkvConfig::new(0, 4, 1, 8), "vocab_size"),
+        (RwkvConfig::new(5, 0, 1, 8), "d_model"),
+        (RwkvConfig::new(5, 4, 0, 8), "n_layers"),
+        (RwkvConfig::new(5, 4, 1, 0), "d_ffn"),
+        (
+            RwkvConfig::new(5, 4, 1, 8).with_layer_norm_eps(0.0),
+            "layer_norm_eps",
+        ),
+    ] {
+        let e = cfg.init::<F64>(&dev()).unwrap_err();
+        assert!(
+            matches!(e, RwkvError::Config { field: f, .. } if f == field),
+            "{e}"
+        );
+        assert!(e.to_string().contains(field));
+    }
+}

@@ -1,0 +1,9 @@
+//! The test suite: one binary, one module per topic. Everything runs on the CPU backend
+//! (ndarray) in f32 and f64.
+
+mod bad_input;
+mod common;
+mod gradients;
+mod model_equiv;
+mod wkv_props;
+mod wkv_vectors;

@@ -1,0 +1,222 @@
+//! Whole-model equivalence: GPT-mode `forward` in every WKV formulation equals repeated
+//! RNN-mode `step`, from the empty state and from random states; splitting a sequence
+//! and carrying the state equals one pass (also across formulations); batch rows are
+//! independent; the model is causal. Random small models with randomised parameters and
+//! random ablation switches.
+//!
+//! Tolerances (of `max(1, max |reference|)`): f64 1e-9; f32 2e-5 (logits of these
+//! models are O(1–10); the WKV bound of `wkv_props` for inputs of this size is ≈ 5e-5
+//! relative, and the projections and LayerNorms add a few ε each).
+
+use proptest::prelude::*;
+use rwkv::verify::{run_gpt, run_rnn, run_split};
+use rwkv::{RwkvState, WkvBackend, WkvMode};
+
+use crate::common::*;
+
+fn modes(time: usize) -> Vec<WkvMode> {
+    let mut m = vec![WkvMode::Recurrent, WkvMode::Parallel, WkvMode::Scan];
+    for len in [1, 2, 3, 7, time] {
+        m.push(WkvMode::Chunked { len });
+    }
+    m
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    seed: u64,
+    batch: usize,
+    time: usize,
+    vocab: usize,
+    c: usize,
+    layers: usize,
+    ffn: usize,
+    bits: u32,
+    with_state: bool,
+}
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        any::<u64>(),
+        1usize..=3,
+        1usize..=16,
+        1usize..=20,
+        1usize..=16,
+        1usize..=3,
+        1usize..=24,
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(seed, batch, time, vocab, c, layers, ffn, bits, with_state)| Case {
+                seed,
+                batch,
+                time,
+                vocab,
+                c,
+                layers,
+                ffn,
+                bits,
+                with_state,
+            },
+        )
+}
+
+fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvState<B>>) {
+    let model = random_model::<B>(
+        case.seed,
+        case.vocab,
+        case.c,
+        case.layers,
+        case.ffn,
+        variant_from_bits(case.bits),
+    );
+    let ids = random_tokens(case.seed, case.batch, case.time, case.vocab);
+    let state = case
+        .with_state
+        .then(|| random_state::<B>(case.seed, case.layers, case.batch, case.c));
+    (model, ids, state)
+}
+
+fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: f64) -> Result<(), TestCaseError> {
+    let (model, ids, state) = setup::<B>(case);
+    let toks = || tokens::<B>(&ids, case.batch, case.time);
+    let rnn = run_rnn(&model, toks(), state.clone()).unwrap();
+    prop_assert!(all_finite(&rnn.logits) && all_finite(&rnn.state));
+    for mode in modes(case.time) {
+        let gpt = run_gpt(&model, toks(), state.clone(), mode).unwrap();
+        let e = scaled_err(&gpt.logits, &rnn.logits);
+        prop_assert!(e <= tol, "{mode}: logits scaled error {e:e} > {tol:e}");
+        let e = scaled_err(&gpt.state, &rnn.state);
+        prop_assert!(e <= tol, "{mode}: state scaled error {e:e} > {tol:e}");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    #[test]
+    fn forward_equals_repeated_step_f64(case in cases()) {
+        gpt_equals_rnn::<F64>(&case, 1e-9)?;
+    }
+
+    #[test]
+    fn forward_equals_repeated_step_f32(case in cases()) {
+        gpt_equals_rnn::<F32>(&case, 2e-5)?;
+    }
+
+    /// Split anywhere, carry the state (into the same or another formulation): equals one pass.
+    #[test]
+    fn split_and_carry_equals_one_pass(case in cases(), at in any::<proptest::sample::Index>(), second in 0usize..4) {
+        prop_assume!(case.time >= 2);
+        let (model, ids, _) = setup::<F64>(&case);
+        let split = 1 + at.index(case.time - 1);
+        let toks = || tokens::<F64>(&ids, case.batch, case.time);
+        let whole = run_gpt(&model, toks(), None, WkvMode::Recurrent).unwrap();
+        for mode in modes(case.time) {
+            let got = run_split(&model, toks(), split, mode).unwrap();
+            prop_assert!(scaled_err(&got.logits, &whole.logits) <= 1e-9, "{mode} split at {split}: logits");
+            prop_assert!(scaled_err(&got.state, &whole.state) <= 1e-9, "{mode} split at {split}: state");
+        }
+        // first part in one formulation, second in another: the state is interchangeable
+        let other = [WkvMode::Parallel, WkvMode::Scan, WkvMode::Chunked { len: 2 }, WkvMode::Recurrent][second];
+        let b = case.batch;
+        let (l1, s) = model.forward(toks().slice([0..b, 0..split]), None, WkvMode::Chunked { len: 3 }).unwrap();
+        let (l2, s) = model.forward(toks().slice([0..b, split..case.time]), Some(s), other).unwrap();
+        let logits = rwkv::verify::to_f64(burn::tensor::Tensor::cat(vec![l1, l2], 1));
+        prop_assert!(scaled_err(&logits, &whole.logits) <= 1e-9, "chunked:3 then {other}");
+        prop_assert!(scaled_err(&rwkv::verify::canonical_state(&s), &whole.state) <= 1e-9);
+    }
+
+    /// Changing tokens after position t never changes logits up to t.
+    #[test]
+    fn causal(case in cases(), at in any::<proptest::sample::Index>()) {
+        prop_assume!(case.time >= 2 && case.vocab >= 2);
+        let (model, ids, state) = setup::<F64>(&case);
+        let t = at.index(case.time - 1); // positions 0..=t are kept
+        let mut changed = ids.clone();
+        for row in 0..case.batch {
+            for pos in t + 1..case.time {
+                let i = row * case.time + pos;
+                changed[i] = (changed[i] + 1) % case.vocab as i64;
+            }
+        }
+        let v = case.vocab;
+        for mode in modes(case.time) {
+            let a = run_gpt(&model, tokens::<F64>(&ids, case.batch, case.time), state.clone(), mode).unwrap();
+            let b = run_gpt(&model, tokens::<F64>(&changed, case.batch, case.time), state.clone(), mode).unwrap();
+            for row in 0..case.batch {
+                let r = row * case.time * v..(row * case.time + t + 1) * v;
+                prop_assert!(scaled_err(&a.logits[r.clone()], &b.logits[r]) <= 1e-12, "{mode}: output at <= {t} changed");
+            }
+        }
+    }
+
+    /// Each batch row alone gives what it gives inside the batch.
+    #[test]
+    fn batch_rows_are_independent(case in cases()) {
+        prop_assume!(case.batch >= 2);
+        let (model, ids, _) = setup::<F64>(&case);
+        let (t, v) = (case.time, case.vocab);
+        for mode in [WkvMode::Parallel, WkvMode::Chunked { len: 2 }, WkvMode::Scan] {
+            let all = run_gpt(&model, tokens::<F64>(&ids, case.batch, t), None, mode).unwrap();
+            for row in 0..case.batch {
+                let one = run_gpt(&model, tokens::<F64>(&ids[row * t..(row + 1) * t], 1, t), None, mode).unwrap();
+                let part = &all.logits[row * t * v..(row + 1) * t * v];
+                prop_assert!(scaled_err(&one.logits, part) <= 1e-12, "{mode}: row {row}");
+            }
+        }
+    }
+}
+
+/// The verifier used by the CLI passes on a random model and reports every comparison.
+#[test]
+fn verify_model_reports_all_comparisons() {
+    let model = random_model::<F64>(5, 17, 12, 2, 48, rwkv::Variant::default());
+    let ids = random_tokens(5, 2, 20, 17);
+    let comps =
+        rwkv::verify::verify_model(&model, tokens::<F64>(&ids, 2, 20), 4, 1e-9, None).unwrap();
+    // parallel, chunked, scan, rnn, split; logits and state each
+    assert_eq!(comps.len(), 10);
+    assert!(comps.iter().all(|c| c.pass), "{comps:#?}");
+    assert!(comps.iter().all(|c| c.max_ref > 0.0));
+}
+
+/// f32 runs compared with the f64 recurrence of the same (host-generated) parameters.
+#[test]
+fn verify_model_against_f64_reference() {
+    let (v, c, l, t) = (17, 12, 2, 20);
+    let ids = random_tokens(6, 2, t, v);
+    let m64 = random_model::<F64>(6, v, c, l, 48, rwkv::Variant::default());
+    let oracle = run_gpt(&m64, tokens::<F64>(&ids, 2, t), None, WkvMode::Recurrent).unwrap();
+    let m32 = random_model::<F32>(6, v, c, l, 48, rwkv::Variant::default());
+    let extra = rwkv::verify::ExtraReference {
+        name: "recurrent@f64",
+        output: &oracle,
+        tol: 1e-4,
+    };
+    let comps =
+        rwkv::verify::verify_model(&m32, tokens::<F32>(&ids, 2, t), 4, 1e-4, Some(extra)).unwrap();
+    assert_eq!(comps.len(), 10 + 12);
+    assert!(comps.iter().all(|c| c.pass), "{comps:#?}");
+    // f32 really differs from f64 (the two backends do not share a dtype by accident)
+    let vs64: Vec<_> = comps.iter().filter(|c| c.b == "recurrent@f64").collect();
+    assert!(vs64.iter().any(|c| c.max_abs > 0.0));
+    // and a wrong reference fails
+    let mut wrong = oracle.clone();
+    wrong.logits[3] += 0.5;
+    let extra = rwkv::verify::ExtraReference {
+        name: "wrong",
+        output: &wrong,
+        tol: 1e-4,
+    };
+    let comps =
+        rwkv::verify::verify_model(&m32, tokens::<F32>(&ids, 2, t), 4, 1e-4, Some(extra)).unwrap();
+    assert!(
+        comps
+            .iter()
+            .filter(|c| c.b == "wrong" && c.quantity == "logits")
+            .all(|c| !c.pass)
+    );
+}
