@@ -504,19 +504,25 @@ pub mod host {
         }
     }
 
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn steps_generic<F: Real>(
+    /// The read-only inputs of one task.
+    #[derive(Clone, Copy)]
+    struct Inputs<'a, F> {
         d: Dims,
         t: Task,
-        w: &[F],
-        u: &[F],
-        k: &[F],
-        v: &[F],
+        w: &'a [F],
+        u: &'a [F],
+        k: &'a [F],
+        v: &'a [F],
+    }
+
+    #[inline(always)]
+    fn steps_generic<F: Real>(
+        x: Inputs<'_, F>,
         y: Rows<F>,
         state: &mut [Vec<F>; 3],
         mut trace: Option<&mut [F]>,
     ) {
+        let Inputs { d, t, w, u, k, v } = x;
         let (c, cw, c0) = (d.channels, t.width, t.c0);
         let seq = t.b * d.time * c;
         let (w, u) = (&w[c0..c0 + cw], &u[c0..c0 + cw]);
@@ -538,37 +544,25 @@ pub mod host {
     /// The same loop compiled for AVX2 + FMA (8 f32 lanes); chosen at run time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     fn steps_avx2<F: Real>(
-        d: Dims,
-        t: Task,
-        w: &[F],
-        u: &[F],
-        k: &[F],
-        v: &[F],
+        x: Inputs<'_, F>,
         y: Rows<F>,
         state: &mut [Vec<F>; 3],
         trace: Option<&mut [F]>,
     ) {
-        steps_generic(d, t, w, u, k, v, y, state, trace)
+        steps_generic(x, y, state, trace)
     }
 
     /// The same loop compiled for AVX-512 (16 f32 lanes); chosen at run time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
     fn steps_avx512<F: Real>(
-        d: Dims,
-        t: Task,
-        w: &[F],
-        u: &[F],
-        k: &[F],
-        v: &[F],
+        x: Inputs<'_, F>,
         y: Rows<F>,
         state: &mut [Vec<F>; 3],
         trace: Option<&mut [F]>,
     ) {
-        steps_generic(d, t, w, u, k, v, y, state, trace)
+        steps_generic(x, y, state, trace)
     }
 
     /// The recurrence over one task's channels: writes the outputs to `y.row(0..T)` and
@@ -589,23 +583,24 @@ pub mod host {
         let (c, cw, c0) = (d.channels, t.width, t.c0);
         let st = t.b * 3 * c;
         let mut state = [0, 1, 2].map(|r| s0[st + r * c + c0..st + r * c + c0 + cw].to_vec());
+        let x = Inputs { d, t, w, u, k, v };
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
             // SAFETY: the CPU supports the features `steps_avx512` is compiled for.
-            unsafe { steps_avx512(d, t, w, u, k, v, y, &mut state, trace) };
+            unsafe { steps_avx512(x, y, &mut state, trace) };
         } else if std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports the features `steps_avx2` is compiled for.
-            unsafe { steps_avx2(d, t, w, u, k, v, y, &mut state, trace) };
+            unsafe { steps_avx2(x, y, &mut state, trace) };
         } else {
-            steps_generic(d, t, w, u, k, v, y, &mut state, trace);
+            steps_generic(x, y, &mut state, trace);
         }
         #[cfg(not(target_arch = "x86_64"))]
-        steps_generic(d, t, w, u, k, v, y, &mut state, trace);
+        steps_generic(x, y, &mut state, trace);
         state
     }
 
