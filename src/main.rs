@@ -2,6 +2,7 @@
 
 mod backend;
 mod cmd_bench;
+mod cmd_generate;
 mod cmd_verify;
 mod util;
 
@@ -24,6 +25,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 Examples:
   rwkv-lab verify --random                      every WKV formulation vs the recurrence (f32, CPU)
   rwkv-lab verify --random --dtype f64 --json   the same in float64, as JSON
+  rwkv-lab verify --checkpoint MODEL [--reference FILE]   a checkpoint, against third-party outputs
+  rwkv-lab generate --checkpoint MODEL --tokens 1,2,3     continue a prompt (token ids)
   rwkv-lab bench-wkv                            time of each formulation vs sequence length"
 )]
 struct Cli {
@@ -35,6 +38,8 @@ struct Cli {
 enum Command {
     /// Check that every WKV formulation, RNN mode and state carrying agree with the recurrence.
     Verify(cmd_verify::VerifyArgs),
+    /// Continue a prompt with a checkpoint: prompt in GPT mode, new tokens in RNN mode.
+    Generate(cmd_generate::GenerateArgs),
     /// Time the WKV formulations against each other for several sequence lengths.
     BenchWkv(cmd_bench::BenchArgs),
 }
@@ -43,6 +48,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Verify(args) => cmd_verify::run(args).map(|pass| {
+            if pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
+        Command::Generate(args) => cmd_generate::run(args).map(|pass| {
             if pass {
                 ExitCode::SUCCESS
             } else {
@@ -76,6 +88,11 @@ mod tests {
             "rwkv-lab verify --random --json",
             "rwkv-lab bench-wkv",
             "rwkv-lab bench-wkv --seq-lens 128,512 --channels 256 --repeats 9 --memory-budget 2G",
+            "rwkv-lab verify --checkpoint m.pth --reference r.safetensors --dtype f64 --ref-tol 1e-6",
+            "rwkv-lab verify --checkpoint m.pth --tokens 1,2,3 --json",
+            "rwkv-lab verify --checkpoint dir --random-tokens 64 --backend ndarray",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1,2,3 --max-new 8",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --max-new 8 --temperature 0.8 --top-p 0.9 --seed 3 --check",
         ] {
             let cli = Cli::try_parse_from(line.split_whitespace())
                 .unwrap_or_else(|e| panic!("{line}: {e}"));

@@ -56,6 +56,16 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
+/// clap value parser for one token id (lists are split on commas by clap).
+pub fn parse_id(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    match t.parse::<i64>() {
+        Ok(v) if v >= 0 => Ok(v),
+        Ok(_) => Err("token ids must be non-negative".into()),
+        Err(_) => Err(format!("`{t}` is not a token id")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

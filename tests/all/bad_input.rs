@@ -211,3 +211,33 @@ fn config_errors_name_the_field() {
         assert!(e.to_string().contains(field));
     }
 }
+
+/// The model's sigmoid keeps f64 precision (Burn's own casts to f32) and stays finite,
+/// with finite gradients, at extreme inputs.
+#[test]
+fn sigmoid_is_exact_and_finite() {
+    use burn::backend::Autodiff;
+    let xs: [f64; 9] = [-1000.0, -40.0, -1.0, -1e-9, 0.0, 0.5, 3.0, 40.0, 1000.0];
+    let t = Tensor::<Autodiff<F64>, 1>::from_data(
+        TensorData::new(xs.to_vec(), [xs.len()]),
+        rwkv::float_opts::<Autodiff<F64>>(&dev()),
+    )
+    .require_grad();
+    let y = rwkv::model::sigmoid(t.clone());
+    let got = rwkv::verify::to_f64(y.clone());
+    for (x, g) in xs.iter().zip(&got) {
+        let want = if *x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            x.exp() / (1.0 + x.exp())
+        };
+        assert!(
+            (g - want).abs() <= 1e-16 * want.max(1e-300).max(1.0) || (g / want - 1.0).abs() < 1e-15,
+            "σ({x}) = {g}, want {want}"
+        );
+    }
+    let grads = y.sum().backward();
+    let g = rwkv::verify::to_f64(t.grad(&grads).unwrap());
+    assert!(g.iter().all(|v| v.is_finite() && *v >= 0.0), "{g:?}");
+    assert!((g[4] - 0.25).abs() < 1e-15);
+}

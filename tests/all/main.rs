@@ -2,6 +2,8 @@
 //! (ndarray) in f32 and f64.
 
 mod bad_input;
+mod checkpoint;
+mod checkpoint_errors;
 mod common;
 mod gradients;
 mod model_equiv;

@@ -52,6 +52,14 @@ pub enum RwkvError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A parameter source (e.g. a checkpoint) could not provide a value.
+    #[error("parameter `{key}`: {reason}")]
+    Source {
+        /// The parameter's checkpoint key.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// An unknown WKV mode name.
     #[error("unknown WKV mode `{0}` (expected recurrent, parallel, scan or chunked:LEN)")]
     UnknownMode(String),

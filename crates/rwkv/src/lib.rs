@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod init;
 pub mod model;
 pub mod state;
@@ -35,6 +36,6 @@ pub fn float_opts<B: burn::tensor::backend::Backend>(
 
 pub use config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
 pub use error::RwkvError;
-pub use model::{Block, ChannelMix, Rwkv, TimeMix};
+pub use model::{Block, ChannelMix, ParamShape, ParamSource, Rwkv, TimeMix, split_block_key};
 pub use state::{LayerState, RwkvState};
 pub use wkv::{WkvBackend, WkvMode, WkvState};

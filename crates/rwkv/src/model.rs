@@ -4,11 +4,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
-use burn::tensor::activation::{gelu, relu, sigmoid, silu};
+use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
-use crate::error::{Result, RwkvError, check_shape};
+use crate::error::{Result, RwkvError};
 use crate::init::{SplitMix64, rwkv4_time_decay, rwkv4_time_first, rwkv4_time_mix};
 use crate::state::{LayerState, RwkvState};
 use crate::wkv::{self, WkvBackend, WkvMode, WkvState};
@@ -86,6 +86,24 @@ pub struct Rwkv<B: Backend> {
     /// The configuration it was built from.
     #[module(skip)]
     pub config: RwkvConfig,
+}
+
+/// `σ(x) = 1 / (1 + e^{-x})` in the tensor's own precision.
+///
+/// Burn 0.21's `activation::sigmoid` casts its input to f32 (for half-precision stability)
+/// even for f64 tensors, which alone put a float64 model 1.5e-7 away from a float64
+/// reference. Here each side uses the form without cancellation, `1/(1+e^{-x})` for x ≥ 0 and
+/// `e^x/(1+e^x)`, for x < 0, with its exponent clamped where that side is not selected
+/// (so nothing overflows and no `0·∞` reaches the gradient; the clamps are inactive
+/// wherever a side is used, so the derivative is exact, also at 0). Measured against the
+/// f64 formula on [-10, 10]: 1.5e-7 relative error in f32 (Burn's: 5.2e-7).
+pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let e_pos = x.clone().clamp_min(-1.0).neg().exp(); // e^{-x}, used for x >= 0
+    // a true division: ndarray's f32 `recip` is an approximation (4.7e-5 relative error)
+    let positive = e_pos.ones_like() / (e_pos + 1.0);
+    let e_neg = x.clone().clamp_max(1.0).exp(); // e^{x}, used for x < 0
+    let negative = e_neg.clone() / (e_neg + 1.0);
+    positive.mask_where(x.lower_elem(0.0), negative)
 }
 
 /// Token shift: `[prev, z_0, …, z_{T-2}]` along time.
@@ -180,7 +198,7 @@ impl<B: Backend> ChannelMix<B> {
             Activation::SquaredRelu => relu(k).square(),
             Activation::Relu => relu(k),
             Activation::Gelu => gelu(k),
-            Activation::Silu => silu(k),
+            Activation::Silu => k.clone() * sigmoid(k),
         };
         let kv = self.value.forward(hidden);
         let out = if self.variant.receptance_gate {
@@ -341,6 +359,80 @@ impl<B: Backend> Rwkv<B> {
         Module::num_params(self)
     }
 
+    /// Every parameter under its BlinkDL checkpoint key (see [`ParamSource`]), as host data
+    /// in the model's layout (`Linear` weights `[d_in, d_out]`, mixes `[C]`), in the order
+    /// [`RwkvConfig::init_from`] requests them.
+    pub fn named_params(&self) -> Vec<(String, ParamShape, TensorData)> {
+        let (v, c, f) = (
+            self.config.vocab_size,
+            self.config.d_model,
+            self.config.d_ffn,
+        );
+        let mut out = vec![(
+            "emb.weight".to_string(),
+            ParamShape::Embedding {
+                vocab: v,
+                d_model: c,
+            },
+            self.emb.weight.val().into_data(),
+        )];
+        let vec =
+            |k: String, p: &Param<Tensor<B, 1>>| (k, ParamShape::Vector(c), p.val().into_data());
+        let ln = |k: String, ln: &LayerNorm<B>| {
+            let mut v = vec![vec(format!("{k}.weight"), &ln.gamma)];
+            if let Some(b) = &ln.beta {
+                v.push(vec(format!("{k}.bias"), b));
+            }
+            v
+        };
+        let lin = |k: String, d_in: usize, d_out: usize, l: &Linear<B>| {
+            (
+                k,
+                ParamShape::Linear { d_in, d_out },
+                l.weight.val().into_data(),
+            )
+        };
+        for (l, b) in self.blocks.iter().enumerate() {
+            let p = format!("blocks.{l}.");
+            if let Some(ln0) = &b.ln0 {
+                out.extend(ln(format!("{p}ln0"), ln0));
+            }
+            out.extend(ln(format!("{p}ln1"), &b.ln1));
+            out.extend(ln(format!("{p}ln2"), &b.ln2));
+            let a = &b.att;
+            for (n, t) in [
+                ("att.time_mix_k", &a.time_mix_k),
+                ("att.time_mix_v", &a.time_mix_v),
+                ("att.time_mix_r", &a.time_mix_r),
+                ("att.time_decay", &a.time_decay),
+                ("att.time_first", &a.time_first),
+                ("ffn.time_mix_k", &b.ffn.time_mix_k),
+                ("ffn.time_mix_r", &b.ffn.time_mix_r),
+            ] {
+                out.push(vec(format!("{p}{n}"), t));
+            }
+            for (n, m) in [
+                ("key", &a.key),
+                ("value", &a.value),
+                ("receptance", &a.receptance),
+                ("output", &a.output),
+            ] {
+                out.push(lin(format!("{p}att.{n}.weight"), c, c, m));
+            }
+            out.push(lin(format!("{p}ffn.key.weight"), c, f, &b.ffn.key));
+            out.push(lin(
+                format!("{p}ffn.receptance.weight"),
+                c,
+                c,
+                &b.ffn.receptance,
+            ));
+            out.push(lin(format!("{p}ffn.value.weight"), f, c, &b.ffn.value));
+        }
+        out.extend(ln("ln_out".into(), &self.ln_out));
+        out.push(lin("head.weight".into(), c, v, &self.head));
+        out
+    }
+
     /// The empty state for a batch of `batch` sequences.
     pub fn zero_state(&self, batch: usize, device: &B::Device) -> RwkvState<B> {
         RwkvState::zeros(self.blocks.len(), batch, self.config.d_model, device)
@@ -350,51 +442,74 @@ impl<B: Backend> Rwkv<B> {
 // ---------------------------------------------------------------------------------------
 // Construction
 
-fn vector<B: Backend>(values: Vec<f64>, device: &B::Device) -> Param<Tensor<B, 1>> {
-    let n = values.len();
-    Param::from_tensor(Tensor::from_data(
-        TensorData::new(values, [n]),
-        crate::float_opts::<B>(device),
-    ))
+/// The shape of a parameter requested from a [`ParamSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamShape {
+    /// A projection, values in Burn's layout `[d_in, d_out]` (checkpoints store `[d_out, d_in]`).
+    Linear {
+        /// Input width.
+        d_in: usize,
+        /// Output width.
+        d_out: usize,
+    },
+    /// A per-channel vector (mixes, decays, bonuses, LayerNorm weight and bias).
+    Vector(usize),
+    /// The token embedding `[vocab, d_model]`.
+    Embedding {
+        /// Rows.
+        vocab: usize,
+        /// Columns.
+        d_model: usize,
+    },
 }
 
-/// A bias-free linear layer `d_in → d_out` with the given weights (stored `[d_in, d_out]`,
-/// Burn's layout; checkpoints store `[d_out, d_in]`).
-fn linear<B: Backend>(
-    d_in: usize,
-    d_out: usize,
-    values: Vec<f64>,
-    device: &B::Device,
-) -> Linear<B> {
-    let weight = Tensor::from_data(
-        TensorData::new(values, [d_in, d_out]),
-        crate::float_opts::<B>(device),
-    );
-    Linear {
-        weight: Param::from_tensor(weight),
-        bias: None,
+impl ParamShape {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match *self {
+            ParamShape::Linear { d_in, d_out } => d_in * d_out,
+            ParamShape::Vector(n) => n,
+            ParamShape::Embedding { vocab, d_model } => vocab * d_model,
+        }
+    }
+
+    /// Whether it holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-fn layer_norm<B: Backend>(
-    c: usize,
-    eps: f64,
-    gamma: Vec<f64>,
-    beta: Vec<f64>,
-    device: &B::Device,
-) -> LayerNorm<B> {
-    let mut ln = LayerNormConfig::new(c).with_epsilon(eps).init::<B>(device);
-    ln.gamma = vector(gamma, device);
-    ln.beta = Some(vector(beta, device));
-    ln
+/// Where a model's parameter values come from: an initialisation scheme or a checkpoint.
+///
+/// Keys are the BlinkDL checkpoint names: `emb.weight`, `blocks.0.ln0.weight`,
+/// `blocks.N.ln1.bias`, `blocks.N.att.time_mix_k`, `blocks.N.att.time_decay`,
+/// `blocks.N.att.key.weight`, `blocks.N.ffn.value.weight`, `ln_out.weight`, `head.weight`.
+/// Values are row-major in the Burn layout described by [`ParamShape`].
+pub trait ParamSource {
+    /// The values of one parameter.
+    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>>;
 }
 
-/// Where each parameter's values come from; the module structure is built once, in
-/// [`RwkvConfig::build`].
-trait Source {
-    fn matrix(&mut self, name: &str, d_in: usize, d_out: usize) -> Vec<f64>;
-    fn vector(&mut self, name: &str, layer: usize, n: usize) -> Vec<f64>;
-    fn embedding(&mut self, n: usize) -> Vec<f64>;
+/// `blocks.N.rest` → `(Some(N), rest)`; anything else → `(None, key)`.
+pub fn split_block_key(key: &str) -> (Option<usize>, &str) {
+    if let Some(rest) = key.strip_prefix("blocks.")
+        && let Some((n, rest)) = rest.split_once('.')
+        && let Ok(n) = n.parse()
+    {
+        return (Some(n), rest);
+    }
+    (None, key)
+}
+
+fn tensor_of<B: Backend, const D: usize>(
+    values: Vec<f64>,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(
+        TensorData::new(values, shape),
+        crate::float_opts::<B>(device),
+    )
 }
 
 /// RWKV-LM v4 initialisation (DESIGN.md §3).
@@ -403,52 +518,57 @@ struct Rwkv4Init<'a> {
     config: &'a RwkvConfig,
 }
 
-impl Source for Rwkv4Init<'_> {
-    fn matrix(&mut self, name: &str, d_in: usize, d_out: usize) -> Vec<f64> {
-        // RWKV-LM zero-initialises these; the others get an orthogonal init scaled by
-        // sqrt(d_out/d_in) when d_out > d_in. A Gaussian with the same per-entry scale
-        // (gain / sqrt(max(d_in, d_out))) stands in for the orthogonal matrix.
-        let zero = [
-            "att.key",
-            "att.receptance",
-            "att.output",
-            "ffn.value",
-            "ffn.receptance",
-        ];
-        if zero.contains(&name) {
-            return vec![0.0; d_in * d_out];
-        }
-        let gain = if d_out > d_in {
-            (d_out as f64 / d_in as f64).sqrt()
-        } else {
-            1.0
-        };
-        let scale = if name == "head" { 0.5 } else { 1.0 };
-        let std = gain * scale / (d_in.max(d_out) as f64).sqrt();
-        self.rng.fill(d_in * d_out, |r| r.normal() * std)
-    }
-
-    fn vector(&mut self, name: &str, layer: usize, n: usize) -> Vec<f64> {
-        let l = self.config.n_layers;
-        let mixes = || rwkv4_time_mix(layer, l, n);
-        match name {
-            "att.time_decay" => rwkv4_time_decay(layer, l, n),
-            "att.time_first" => rwkv4_time_first(n),
-            "att.time_mix_k" => mixes()[0].clone(),
-            "att.time_mix_v" => mixes()[1].clone(),
-            "att.time_mix_r" => mixes()[2].clone(),
-            "ffn.time_mix_k" => mixes()[3].clone(),
-            "ffn.time_mix_r" => mixes()[4].clone(),
-            n_ if n_.ends_with(".gamma") => vec![1.0; n],
-            _ => vec![0.0; n], // LayerNorm beta
-        }
-    }
-
-    fn embedding(&mut self, n: usize) -> Vec<f64> {
-        match self.config.variant.embedding_init {
-            EmbeddingInit::SmallUniform { scale } => self.rng.fill(n, |r| r.range(-scale, scale)),
-            EmbeddingInit::Normal { std } => self.rng.fill(n, |r| r.normal() * std),
-        }
+impl ParamSource for Rwkv4Init<'_> {
+    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>> {
+        let (layer, name) = split_block_key(key);
+        let (c, l) = (self.config.d_model, self.config.n_layers);
+        let layer = layer.unwrap_or(0);
+        Ok(match shape {
+            ParamShape::Embedding { .. } => match self.config.variant.embedding_init {
+                EmbeddingInit::SmallUniform { scale } => {
+                    self.rng.fill(shape.len(), |r| r.range(-scale, scale))
+                }
+                EmbeddingInit::Normal { std } => self.rng.fill(shape.len(), |r| r.normal() * std),
+            },
+            ParamShape::Linear { d_in, d_out } => {
+                // RWKV-LM zero-initialises these; the others get an orthogonal init scaled by
+                // sqrt(d_out/d_in) when d_out > d_in. A Gaussian with the same per-entry scale
+                // (gain / sqrt(max(d_in, d_out))) stands in for the orthogonal matrix.
+                let zero = [
+                    "att.key.weight",
+                    "att.receptance.weight",
+                    "att.output.weight",
+                    "ffn.value.weight",
+                    "ffn.receptance.weight",
+                ];
+                if zero.contains(&name) {
+                    vec![0.0; d_in * d_out]
+                } else {
+                    let gain = if d_out > d_in {
+                        (d_out as f64 / d_in as f64).sqrt()
+                    } else {
+                        1.0
+                    };
+                    let scale = if name == "head.weight" { 0.5 } else { 1.0 };
+                    let std = gain * scale / (d_in.max(d_out) as f64).sqrt();
+                    self.rng.fill(d_in * d_out, |r| r.normal() * std)
+                }
+            }
+            ParamShape::Vector(n) => {
+                let mixes = || rwkv4_time_mix(layer, l, c);
+                match name {
+                    "att.time_decay" => rwkv4_time_decay(layer, l, n),
+                    "att.time_first" => rwkv4_time_first(n),
+                    "att.time_mix_k" => mixes()[0].clone(),
+                    "att.time_mix_v" => mixes()[1].clone(),
+                    "att.time_mix_r" => mixes()[2].clone(),
+                    "ffn.time_mix_k" => mixes()[3].clone(),
+                    "ffn.time_mix_r" => mixes()[4].clone(),
+                    other if other.ends_with(".weight") => vec![1.0; n], // LayerNorm scale
+                    _ => vec![0.0; n],                                   // LayerNorm bias
+                }
+            }
+        })
     }
 }
 
@@ -458,25 +578,27 @@ struct RandomizedInit {
     rng: SplitMix64,
 }
 
-impl Source for RandomizedInit {
-    fn matrix(&mut self, _: &str, d_in: usize, d_out: usize) -> Vec<f64> {
-        let a = (3.0 / d_in as f64).sqrt(); // unit variance of outputs for unit inputs
-        self.rng.fill(d_in * d_out, |r| r.range(-a, a))
-    }
-
-    fn vector(&mut self, name: &str, _: usize, n: usize) -> Vec<f64> {
-        let (lo, hi) = match name {
-            "att.time_decay" => (-4.0, 2.0),
-            "att.time_first" => (-2.0, 2.0),
-            n_ if n_.ends_with(".gamma") => (0.5, 1.5),
-            n_ if n_.ends_with(".beta") => (-0.3, 0.3),
-            _ => (0.0, 1.0), // token-shift mixes
-        };
-        self.rng.fill(n, |r| r.range(lo, hi))
-    }
-
-    fn embedding(&mut self, n: usize) -> Vec<f64> {
-        self.rng.fill(n, |r| r.normal())
+impl ParamSource for RandomizedInit {
+    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>> {
+        let (_, name) = split_block_key(key);
+        let n = shape.len();
+        Ok(match shape {
+            ParamShape::Embedding { .. } => self.rng.fill(n, |r| r.normal()),
+            ParamShape::Linear { d_in, .. } => {
+                let a = (3.0 / d_in as f64).sqrt(); // unit variance of outputs for unit inputs
+                self.rng.fill(n, |r| r.range(-a, a))
+            }
+            ParamShape::Vector(_) => {
+                let (lo, hi) = match name {
+                    "att.time_decay" => (-4.0, 2.0),
+                    "att.time_first" => (-2.0, 2.0),
+                    other if other.ends_with(".weight") => (0.5, 1.5), // LayerNorm scale
+                    other if other.ends_with(".bias") => (-0.3, 0.3),
+                    _ => (0.0, 1.0), // token-shift mixes
+                };
+                self.rng.fill(n, |r| r.range(lo, hi))
+            }
+        })
     }
 }
 
@@ -489,91 +611,173 @@ impl RwkvConfig {
     /// Builds the model with the RWKV-LM v4 initialisation; `seed` drives the random
     /// matrices and the embedding. The same seed gives the same values on every backend.
     pub fn init_with_seed<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Rwkv<B>> {
-        self.validate()?;
-        let mut src = Rwkv4Init {
-            rng: SplitMix64::new(seed),
-            config: self,
-        };
-        Ok(self.build(device, &mut src))
+        self.init_from(
+            device,
+            &mut Rwkv4Init {
+                rng: SplitMix64::new(seed),
+                config: self,
+            },
+        )
     }
 
     /// Builds a model whose every parameter is random (for equivalence tests and
     /// `verify --random`): decays in [-4, 2], bonuses in [-2, 2], mixes in [0, 1],
     /// LayerNorm scales in [0.5, 1.5], unit-variance projections.
     pub fn init_randomized<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Rwkv<B>> {
-        self.validate()?;
-        let mut src = RandomizedInit {
-            rng: SplitMix64::new(seed),
-        };
-        Ok(self.build(device, &mut src))
+        self.init_from(
+            device,
+            &mut RandomizedInit {
+                rng: SplitMix64::new(seed),
+            },
+        )
     }
 
-    fn build<B: Backend>(&self, device: &B::Device, src: &mut dyn Source) -> Rwkv<B> {
+    /// Builds the model with every value taken from `src` (e.g. a checkpoint).
+    ///
+    /// # Errors
+    /// An invalid config, an error of the source, or a source value count that does not
+    /// fit the requested shape.
+    pub fn init_from<B: Backend>(
+        &self,
+        device: &B::Device,
+        src: &mut dyn ParamSource,
+    ) -> Result<Rwkv<B>> {
+        self.validate()?;
         let (v, c, f, eps) = (
             self.vocab_size,
             self.d_model,
             self.d_ffn,
             self.layer_norm_eps,
         );
+        let mut get = |key: String, shape: ParamShape| -> Result<Vec<f64>> {
+            let values = src.values(&key, shape)?;
+            if values.len() != shape.len() {
+                return Err(RwkvError::Source {
+                    key,
+                    reason: format!(
+                        "{} values for {shape:?} ({} expected)",
+                        values.len(),
+                        shape.len()
+                    ),
+                });
+            }
+            Ok(values)
+        };
         let emb = Embedding {
-            weight: Param::from_tensor(Tensor::from_data(
-                TensorData::new(src.embedding(v * c), [v, c]),
-                crate::float_opts::<B>(device),
+            weight: Param::from_tensor(tensor_of::<B, 2>(
+                get(
+                    "emb.weight".into(),
+                    ParamShape::Embedding {
+                        vocab: v,
+                        d_model: c,
+                    },
+                )?,
+                [v, c],
+                device,
             )),
         };
-        let ln = |src: &mut dyn Source, layer: usize| {
-            let g = src.vector("ln.gamma", layer, c);
-            let b = src.vector("ln.beta", layer, c);
-            layer_norm::<B>(c, eps, g, b, device)
+        let mut vector = |key: String| -> Result<Param<Tensor<B, 1>>> {
+            Ok(Param::from_tensor(tensor_of::<B, 1>(
+                get(key, ParamShape::Vector(c))?,
+                [c],
+                device,
+            )))
         };
-        let blocks = (0..self.n_layers)
-            .map(|l| {
-                let ln0 = (l == 0 && self.variant.ln0).then(|| ln(src, l));
-                let ln1 = ln(src, l);
-                let ln2 = ln(src, l);
-                let att = TimeMix {
-                    time_mix_k: vector(src.vector("att.time_mix_k", l, c), device),
-                    time_mix_v: vector(src.vector("att.time_mix_v", l, c), device),
-                    time_mix_r: vector(src.vector("att.time_mix_r", l, c), device),
-                    time_decay: vector(src.vector("att.time_decay", l, c), device),
-                    time_first: vector(src.vector("att.time_first", l, c), device),
-                    key: linear(c, c, src.matrix("att.key", c, c), device),
-                    value: linear(c, c, src.matrix("att.value", c, c), device),
-                    receptance: linear(c, c, src.matrix("att.receptance", c, c), device),
-                    output: linear(c, c, src.matrix("att.output", c, c), device),
-                    variant: self.variant.clone(),
-                };
-                let ffn = ChannelMix {
-                    time_mix_k: vector(src.vector("ffn.time_mix_k", l, c), device),
-                    time_mix_r: vector(src.vector("ffn.time_mix_r", l, c), device),
-                    key: linear(c, f, src.matrix("ffn.key", c, f), device),
-                    receptance: linear(c, c, src.matrix("ffn.receptance", c, c), device),
-                    value: linear(f, c, src.matrix("ffn.value", f, c), device),
-                    variant: self.variant.clone(),
-                };
-                Block {
-                    ln0,
-                    ln1,
-                    ln2,
-                    att,
-                    ffn,
-                }
+        let mut blocks = Vec::with_capacity(self.n_layers);
+        let mut lns = Vec::new();
+        let mut vecs = Vec::new();
+        for l in 0..self.n_layers {
+            let p = format!("blocks.{l}.");
+            let mut names: Vec<String> = Vec::new();
+            if l == 0 && self.variant.ln0 {
+                names.push(format!("{p}ln0"));
+            }
+            names.extend([format!("{p}ln1"), format!("{p}ln2")]);
+            for n in names {
+                lns.push((vector(format!("{n}.weight"))?, vector(format!("{n}.bias"))?));
+            }
+            for n in [
+                "att.time_mix_k",
+                "att.time_mix_v",
+                "att.time_mix_r",
+                "att.time_decay",
+                "att.time_first",
+                "ffn.time_mix_k",
+                "ffn.time_mix_r",
+            ] {
+                vecs.push(vector(format!("{p}{n}"))?);
+            }
+        }
+        let ln_out = (
+            vector("ln_out.weight".into())?,
+            vector("ln_out.bias".into())?,
+        );
+        let mut linear = |key: String, d_in: usize, d_out: usize| -> Result<Linear<B>> {
+            let values = get(key, ParamShape::Linear { d_in, d_out })?;
+            Ok(Linear {
+                weight: Param::from_tensor(tensor_of::<B, 2>(values, [d_in, d_out], device)),
+                bias: None,
             })
-            .collect();
-        let ln_out = ln(src, self.n_layers);
-        let head = linear(c, v, src.matrix("head", c, v), device);
-        Rwkv {
+        };
+        let mut lns = lns.into_iter();
+        let mut vecs = vecs.into_iter();
+        let mut next_ln =
+            || layer_norm_from::<B>(c, eps, lns.next().expect("one LayerNorm per name"), device);
+        for l in 0..self.n_layers {
+            let p = format!("blocks.{l}.");
+            let ln0 = (l == 0 && self.variant.ln0).then(&mut next_ln);
+            let ln1 = next_ln();
+            let ln2 = next_ln();
+            let mut v = || vecs.next().expect("seven vectors per block");
+            let (mk, mv, mr, td, tf, fk, fr) = (v(), v(), v(), v(), v(), v(), v());
+            let att = TimeMix {
+                time_mix_k: mk,
+                time_mix_v: mv,
+                time_mix_r: mr,
+                time_decay: td,
+                time_first: tf,
+                key: linear(format!("{p}att.key.weight"), c, c)?,
+                value: linear(format!("{p}att.value.weight"), c, c)?,
+                receptance: linear(format!("{p}att.receptance.weight"), c, c)?,
+                output: linear(format!("{p}att.output.weight"), c, c)?,
+                variant: self.variant.clone(),
+            };
+            let ffn = ChannelMix {
+                time_mix_k: fk,
+                time_mix_r: fr,
+                key: linear(format!("{p}ffn.key.weight"), c, f)?,
+                receptance: linear(format!("{p}ffn.receptance.weight"), c, c)?,
+                value: linear(format!("{p}ffn.value.weight"), f, c)?,
+                variant: self.variant.clone(),
+            };
+            blocks.push(Block {
+                ln0,
+                ln1,
+                ln2,
+                att,
+                ffn,
+            });
+        }
+        let ln_out = layer_norm_from::<B>(c, eps, ln_out, device);
+        let head = linear("head.weight".into(), c, v)?;
+        Ok(Rwkv {
             emb,
             blocks,
             ln_out,
             head,
             config: self.clone(),
-        }
+        })
     }
 }
 
-/// Checks a token tensor's shape against an expected `[B, T]` (used by callers that build
-/// tokens from user input).
-pub fn check_tokens_shape(expected: [usize; 2], got: [usize; 2]) -> Result<()> {
-    check_shape("tokens", &expected, &got)
+fn layer_norm_from<B: Backend>(
+    c: usize,
+    eps: f64,
+    (gamma, beta): (Param<Tensor<B, 1>>, Param<Tensor<B, 1>>),
+    device: &B::Device,
+) -> LayerNorm<B> {
+    let mut ln = LayerNormConfig::new(c).with_epsilon(eps).init::<B>(device);
+    ln.gamma = gamma;
+    ln.beta = Some(beta);
+    ln
 }

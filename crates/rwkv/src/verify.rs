@@ -32,12 +32,26 @@ pub struct Comparison {
     pub rel_rms: f64,
     /// `max |b|`, the scale `max_abs` is judged against.
     pub max_ref: f64,
-    /// Whether both criteria hold (see [`Comparison::within`]).
+    /// The tolerance applied.
+    pub tol: f64,
+    /// `scaled` (see [`Comparison::within`]) or `absolute` (`max_abs ≤ tol`).
+    pub criterion: &'static str,
+    /// Whether the criterion holds.
     pub pass: bool,
 }
 
 impl Comparison {
-    /// Compares `x` (the candidate) with `y` (the reference) under tolerance `tol`.
+    /// Compares `x` (the candidate) with `y` (the reference): passes when
+    /// `max_abs ≤ tol` (absolute criterion).
+    pub fn absolute(a: &str, b: &str, quantity: &str, x: &[f64], y: &[f64], tol: f64) -> Self {
+        let mut c = Self::new(a, b, quantity, x, y, tol);
+        c.criterion = "absolute";
+        c.pass = c.max_abs <= tol; // NaN fails
+        c
+    }
+
+    /// Compares `x` (the candidate) with `y` (the reference) under tolerance `tol`, scaled
+    /// criterion (see [`Comparison::within`]).
     pub fn new(a: &str, b: &str, quantity: &str, x: &[f64], y: &[f64], tol: f64) -> Self {
         let (mut max_abs, mut se, mut sr, mut max_ref) = (0f64, 0f64, 0f64, 0f64);
         let mut nan = x.len() != y.len();
@@ -68,6 +82,8 @@ impl Comparison {
             max_abs,
             rel_rms,
             max_ref,
+            tol,
+            criterion: "scaled",
             pass: false,
         };
         c.pass = c.within(tol);
