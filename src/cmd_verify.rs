@@ -240,8 +240,24 @@ fn random_ids(seed: u64, n: usize, vocab: usize) -> Vec<i64> {
     (0..n).map(|_| rng.below(vocab as u64) as i64).collect()
 }
 
-/// Runs the command; returns whether every comparison passed.
+/// Runs the command and prints the table or JSON; returns whether every comparison passed.
 pub fn run(args: VerifyArgs) -> Result<bool> {
+    let json = args.json;
+    let report = evaluate(args)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(report.pass)
+}
+
+/// Runs the comparisons without printing; returns whether every one passed.
+pub fn run_quiet(args: VerifyArgs) -> Result<bool> {
+    Ok(evaluate(args)?.pass)
+}
+
+fn evaluate(args: VerifyArgs) -> Result<Report> {
     let tol = args.tol.unwrap_or(match args.dtype {
         Dtype::F32 => TOL_F32,
         Dtype::F64 => TOL_F64,
@@ -372,12 +388,7 @@ pub fn run(args: VerifyArgs) -> Result<bool> {
         model,
         comparisons,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
-    }
-    Ok(report.pass)
+    Ok(report)
 }
 
 fn print_table(r: &Report) {

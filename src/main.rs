@@ -3,6 +3,7 @@
 mod backend;
 mod cmd_bench;
 mod cmd_generate;
+mod cmd_scale;
 mod cmd_verify;
 mod util;
 
@@ -12,9 +13,11 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc keeps freed pages for reuse; with the system allocator, every large tensor of
 /// the parallel and chunked forms is a fresh mapping, and page faults cost more than the
-/// arithmetic (measured: 57 s of system time in a 94 s `bench-wkv`).
+/// arithmetic (measured: 57 s of system time in a 94 s `bench-wkv`). The counting wrapper
+/// gives `scale` its peak-memory figures (two relaxed atomics per allocation).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rwkv_lab_core::meter::CountingAlloc<mimalloc::MiMalloc> =
+    rwkv_lab_core::meter::CountingAlloc(mimalloc::MiMalloc);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,11 +26,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Research toolkit and equivalence verifier for RWKV-4 (Peng et al., 2023), on Burn",
     after_help = "\
 Examples:
+  rwkv-lab reproduce                            quick equivalence checks + quick scaling study
   rwkv-lab verify --random                      every WKV formulation vs the recurrence (f32, CPU)
   rwkv-lab verify --random --dtype f64 --json   the same in float64, as JSON
   rwkv-lab verify --checkpoint MODEL [--reference FILE]   a checkpoint, against third-party outputs
   rwkv-lab generate --checkpoint MODEL --tokens 1,2,3     continue a prompt (token ids)
-  rwkv-lab bench-wkv                            time of each formulation vs sequence length"
+  rwkv-lab bench-wkv                            time of each formulation vs sequence length
+  rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -42,6 +47,12 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Time the WKV formulations against each other for several sequence lengths.
     BenchWkv(cmd_bench::BenchArgs),
+    /// Scaling study: time and peak memory versus sequence length, RWKV vs transformer.
+    Scale(cmd_scale::ScaleArgs),
+    /// Re-render plots and summary.md of a study folder from its records.
+    Report(cmd_scale::ReportArgs),
+    /// Quick equivalence checks and the quick scaling study, then where the report is.
+    Reproduce(cmd_scale::ReproduceArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +73,15 @@ fn main() -> ExitCode {
             }
         }),
         Command::BenchWkv(args) => cmd_bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Scale(args) => cmd_scale::run_scale(&args).map(|_| ExitCode::SUCCESS),
+        Command::Report(args) => cmd_scale::render(&args.dir).map(|()| ExitCode::SUCCESS),
+        Command::Reproduce(args) => cmd_scale::run_reproduce(&args).map(|pass| {
+            if pass {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -92,6 +112,10 @@ mod tests {
             "rwkv-lab verify --checkpoint m.pth --tokens 1,2,3 --json",
             "rwkv-lab verify --checkpoint dir --random-tokens 64 --backend ndarray",
             "rwkv-lab generate --checkpoint m.pth --tokens 1,2,3 --max-new 8",
+            "rwkv-lab scale --config experiments/scaling.yaml --quick --out /tmp/x --memory-budget 2G",
+            "rwkv-lab scale --resume",
+            "rwkv-lab report reports/scaling/x",
+            "rwkv-lab reproduce",
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --max-new 8 --temperature 0.8 --top-p 0.9 --seed 3 --check",
         ] {
             let cli = Cli::try_parse_from(line.split_whitespace())

@@ -7,5 +7,6 @@ mod checkpoint_errors;
 mod common;
 mod gradients;
 mod model_equiv;
+mod scaling;
 mod wkv_props;
 mod wkv_vectors;

@@ -1,0 +1,306 @@
+//! The scaling study end to end on a tiny spec: rows for every planned measurement,
+//! budget skips, resume without duplicates, and clear errors for bad specs and backends.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Command;
+
+use rwkv_lab_core::ScalingSpec;
+use rwkv_lab_core::records::RecordWriter;
+use rwkv_lab_core::scaling::{self, Context};
+use rwkv_report::{Record, read_records};
+
+use crate::common::*;
+
+const TINY: &str = "
+study: tiny
+seed: 1
+repeats: 3
+warmup: 0
+model: { vocab: 19, d_model: 16, n_layers: 1, n_heads: 2 }
+prefill:
+  seq_lens: [8, 16, 32]
+  rwkv: [parallel, 'chunked:4', scan]
+  transformer: [explicit, fused]
+  max_seq_len: { parallel: 16 }
+generation: { prompt_len: 4, new_tokens: 10, record_every: 4 }
+";
+
+fn ctx(budget: u64) -> Context {
+    Context {
+        backend: "ndarray".into(),
+        dtype: "f32".into(),
+        git_rev: "test".into(),
+        memory_budget: budget,
+    }
+}
+
+fn run_into(spec: &ScalingSpec, path: &Path, budget: u64, resume: bool) -> Vec<Record> {
+    let (mut writer, done) = RecordWriter::open(path, resume).unwrap();
+    let mut rows = Vec::new();
+    let mut sink = |r: &Record| {
+        rows.push(r.clone());
+        writer.write(r)
+    };
+    scaling::run::<F32>(
+        spec,
+        &Default::default(),
+        &ctx(budget),
+        &done,
+        &mut sink,
+        &mut |_| {},
+    )
+    .unwrap();
+    rows
+}
+
+#[test]
+fn tiny_study_records_every_measurement() {
+    let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.csv");
+    let rows = run_into(&spec, &path, u64::MAX, false);
+    let prefill: Vec<&Record> = rows.iter().filter(|r| r.kind == "prefill").collect();
+    assert_eq!(prefill.len(), 3 * 5);
+    // parallel beyond its max_seq_len is skipped with a note, the rest ran
+    let skipped: Vec<&&Record> = prefill.iter().filter(|r| r.status == "skipped").collect();
+    assert_eq!(skipped.len(), 1);
+    assert!(
+        skipped[0].variant == "parallel"
+            && skipped[0].seq_len == 32
+            && skipped[0].note.contains("max_seq_len")
+    );
+    for r in prefill.iter().filter(|r| r.status == "ok") {
+        let (med, min, max) = (r.median_s.unwrap(), r.min_s.unwrap(), r.max_s.unwrap());
+        assert!(min > 0.0 && min <= med && med <= max, "{r:?}");
+        assert!(r.state_bytes.unwrap() > 0 && r.estimate_bytes.unwrap() > 0);
+        assert_eq!(r.repeats, 3);
+    }
+    // KV cache grows with T, the RWKV state does not
+    let state = |m: &str, v: &str, t: usize| {
+        prefill
+            .iter()
+            .find(|r| r.model == m && r.variant == v && r.seq_len == t)
+            .unwrap()
+            .state_bytes
+            .unwrap()
+    };
+    assert_eq!(state("rwkv", "scan", 8), state("rwkv", "scan", 32));
+    assert_eq!(
+        state("transformer", "explicit", 32),
+        4 * state("transformer", "explicit", 8)
+    );
+    // generation: positions 1, 4, 8, 10 for each model; cumulative time increasing
+    for model in ["rwkv", "transformer"] {
+        let g: Vec<&Record> = rows
+            .iter()
+            .filter(|r| r.kind == "generate" && r.model == model)
+            .collect();
+        assert_eq!(
+            g.iter().map(|r| r.position).collect::<Vec<_>>(),
+            vec![1, 4, 8, 10],
+            "{model}"
+        );
+        assert!(
+            g.windows(2)
+                .all(|w| w[0].cumulative_s.unwrap() < w[1].cumulative_s.unwrap())
+        );
+        assert_eq!(g[3].seq_len, 4 + 10);
+    }
+    // the params differ by model and match the models' own counts
+    let p = |m: &str| rows.iter().find(|r| r.model == m).unwrap().params;
+    assert_eq!(
+        p("rwkv") as usize,
+        rwkv::RwkvConfig::rwkv4(19, 16, 1).num_params()
+    );
+    assert!(p("transformer") > 0);
+    // what was written is what was produced
+    assert_eq!(read_records(&path).unwrap(), rows);
+}
+
+#[test]
+fn budget_skips_and_resume_continues_without_duplicates() {
+    let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records.csv");
+    // a budget between the T=16 and T=32 transformer estimates skips only the largest
+    let est = |t| {
+        scaling::prefill_estimate(
+            &spec,
+            scaling::Subject::Transformer(rwkv_lab_core::spec::Attention::Explicit),
+            t,
+            4,
+        )
+    };
+    let budget = (est(16) + est(32)) / 2;
+    let rows = run_into(&spec, &path, budget, false);
+    let over: Vec<&Record> = rows.iter().filter(|r| r.note.contains("budget")).collect();
+    assert!(
+        over.iter()
+            .all(|r| r.estimate_bytes.unwrap() > budget && r.median_s.is_none())
+    );
+    assert!(
+        over.iter()
+            .any(|r| r.model == "transformer" && r.seq_len == 32)
+    );
+    // a new run into the same file is refused; a resumed one measures nothing new
+    assert!(RecordWriter::open(&path, false).is_err());
+    let again = run_into(&spec, &path, budget, true);
+    assert!(again.is_empty(), "{again:?}");
+    // an interrupted run (only the first 4 rows on disk) resumes where it stopped
+    let partial = dir.path().join("partial.csv");
+    {
+        let (mut w, _) = RecordWriter::open(&partial, false).unwrap();
+        for r in &rows[..4] {
+            w.write(r).unwrap();
+        }
+    }
+    let rest = run_into(&spec, &partial, budget, true);
+    let all = read_records(&partial).unwrap();
+    assert_eq!(all.len(), rows.len());
+    let keys: HashSet<String> = all.iter().map(Record::key).collect();
+    assert_eq!(keys.len(), all.len(), "no duplicate measurement");
+    assert_eq!(rest.len(), rows.len() - 4);
+}
+
+fn cli(args: &[&str], dir: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_rejects_bad_specs_and_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        (
+            TINY.replace("seed: 1", "seeed: 1"),
+            "unknown field `seeed`",
+            "line 3",
+        ),
+        (
+            TINY.replace("seq_lens: [8, 16, 32]", "seq_lens: []"),
+            "prefill.seq_lens",
+            "line 8",
+        ),
+        (
+            TINY.replace("d_model: 16", "d_model: 0"),
+            "model.d_model",
+            "line 6",
+        ),
+        (
+            TINY.replace("repeats: 3", "repeats: three"),
+            "repeats",
+            "line 4",
+        ),
+    ];
+    for (i, (text, needle, line)) in bad.iter().enumerate() {
+        let p = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&p, text).unwrap();
+        let (code, err) = cli(
+            &["scale", "--config", p.to_str().unwrap(), "--out", "out"],
+            dir.path(),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(needle) && err.contains(line) && !err.contains("panicked"),
+            "{err}"
+        );
+        assert!(!dir.path().join("out/records.csv").exists());
+    }
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, TINY).unwrap();
+    if !cfg!(feature = "cuda") {
+        let (code, err) = cli(
+            &[
+                "scale",
+                "--config",
+                good.to_str().unwrap(),
+                "--backend",
+                "cuda",
+                "--out",
+                "o2",
+            ],
+            dir.path(),
+        );
+        assert_eq!(code, 2);
+        assert!(err.contains("not compiled into this binary"), "{err}");
+    }
+    let (code, err) = cli(&["scale", "--config", "missing.yaml"], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.yaml"), "{err}");
+}
+
+#[test]
+fn cli_scale_writes_records_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, TINY).unwrap();
+    let (code, err) = cli(
+        &[
+            "scale",
+            "--config",
+            good.to_str().unwrap(),
+            "--out",
+            "study",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let study = dir.path().join("study");
+    for f in [
+        "records.csv",
+        "meta.json",
+        "summary.md",
+        "prefill_time.png",
+        "prefill_time.svg",
+        "generation_cumulative.svg",
+    ] {
+        assert!(study.join(f).is_file(), "{f}");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(study.join("meta.json")).unwrap()).unwrap();
+    assert!(meta["finished"].as_str().unwrap().ends_with('Z'));
+    assert!(meta["spec"].as_str().unwrap().contains("d_model: 16"));
+    // interrupted or not, a second run refuses to overwrite; --resume adds nothing
+    let (code, err) = cli(
+        &[
+            "scale",
+            "--config",
+            good.to_str().unwrap(),
+            "--out",
+            "study",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--resume"), "{err}");
+    let before = std::fs::read_to_string(study.join("records.csv")).unwrap();
+    let (code, _) = cli(
+        &[
+            "scale",
+            "--config",
+            good.to_str().unwrap(),
+            "--out",
+            "study",
+            "--resume",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        std::fs::read_to_string(study.join("records.csv")).unwrap(),
+        before
+    );
+    // the report re-renders from the records alone
+    std::fs::remove_file(study.join("summary.md")).unwrap();
+    let (code, err) = cli(&["report", "study"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(study.join("summary.md").is_file());
+}
