@@ -145,7 +145,12 @@ impl Job for ScaleJob<'_> {
                     all => all.iter().collect(),
                 };
                 for r in shown {
-                    bar.println(describe(r));
+                    // a hidden bar (stderr not a terminal) drops println; the lines must not be lost
+                    if bar.is_hidden() {
+                        eprintln!("{}", describe(r));
+                    } else {
+                        bar.println(describe(r));
+                    }
                 }
                 bar.inc(1);
             }
@@ -215,12 +220,12 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         started: utc_now(),
         finished: String::new(),
     };
-    if args.resume {
-        if let Ok(text) = std::fs::read_to_string(out.join("meta.json")) {
-            if let Ok(old) = serde_json::from_str::<Meta>(&text) {
-                meta.started = format!("{} (resumed {})", old.started, meta.started);
-            }
-        }
+    let previous = args
+        .resume
+        .then(|| std::fs::read_to_string(out.join("meta.json")).ok())
+        .flatten();
+    if let Some(old) = previous.and_then(|text| serde_json::from_str::<Meta>(&text).ok()) {
+        meta.started = format!("{} (resumed {})", old.started, meta.started);
     }
     // records first: refuses to overwrite an earlier run before anything is written
     if out.join("records.csv").is_file() && !args.resume {

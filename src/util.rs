@@ -66,21 +66,6 @@ pub fn parse_id(s: &str) -> Result<i64, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parsers() {
-        assert_eq!(positive("3"), Ok(3));
-        assert!(positive("0").is_err());
-        assert!(positive("x").is_err());
-        assert_eq!(parse_bytes("2K"), Ok(2048));
-        assert_eq!(parse_bytes("1.5G"), Ok(1610612736));
-        assert!(parse_bytes("3Q").is_err());
-    }
-}
-
 /// `git describe --always --dirty --abbrev=12`, or `unknown` outside a checkout.
 pub fn git_rev() -> String {
     std::process::Command::new("git")
@@ -174,4 +159,19 @@ pub fn utc_now() -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parsers() {
+        assert_eq!(positive("3"), Ok(3));
+        assert!(positive("0").is_err());
+        assert!(positive("x").is_err());
+        assert_eq!(parse_bytes("2K"), Ok(2048));
+        assert_eq!(parse_bytes("1.5G"), Ok(1610612736));
+        assert!(parse_bytes("3Q").is_err());
+    }
 }

@@ -301,7 +301,7 @@ impl<B: WkvBackend> Runner<'_, B> {
         };
         let variant = if model == "rwkv" { "rnn" } else { "kv-cache" };
         // latencies[repeat][i], peaks[repeat][i], state bytes after token i
-        let run_once = || -> Result<GenerationRun, String> {
+        let run_once = |steps: usize| -> Result<GenerationRun, String> {
             let (mut lat, mut peaks, mut states) = (
                 Vec::with_capacity(n),
                 Vec::with_capacity(n),
@@ -336,7 +336,7 @@ impl<B: WkvBackend> Runner<'_, B> {
                     .prefill(prompt.clone(), AttentionPath::Explicit)
                     .map_err(|e| e.to_string())?;
                 self.sync()?;
-                for tok in &feed {
+                for tok in &feed[..steps] {
                     let scope = PeakScope::start();
                     let start = Instant::now();
                     let logits = t.step(tok.clone(), &mut cache).map_err(|e| e.to_string())?;
@@ -350,8 +350,10 @@ impl<B: WkvBackend> Runner<'_, B> {
             Ok((lat, peaks, states))
         };
         let mut runs = Vec::new();
+        // warm-up runs generate at most 64 tokens: enough to warm caches and allocators
         for i in 0..self.spec.warmup + self.spec.repeats.get() {
-            match run_once() {
+            let steps = if i < self.spec.warmup { n.min(64) } else { n };
+            match run_once(steps) {
                 Ok(r) if i >= self.spec.warmup => runs.push(r),
                 Ok(_) => {}
                 Err(e) => {
