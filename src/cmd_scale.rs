@@ -194,12 +194,19 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         .or(spec.memory_budget_bytes())
         .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30));
     let git = git_rev();
+    let host_memory = matches!(args.backend, BackendKind::Ndarray | BackendKind::Flex);
     let ctx = Context {
         backend: args.backend.name().into(),
         dtype: args.dtype.name().into(),
         git_rev: git.clone(),
         memory_budget: budget,
+        host_memory,
     };
+    if !host_memory {
+        eprintln!(
+            "note: peak memory is metered on CPU backends only; GPU rows record no peak (state and KV-cache sizes are recorded)"
+        );
+    }
     let mut meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         spec: serde_yaml::to_string(&spec)?,

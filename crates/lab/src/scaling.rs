@@ -32,6 +32,10 @@ pub struct Context {
     pub git_rev: String,
     /// Bytes above which a measurement is skipped.
     pub memory_budget: u64,
+    /// Whether the backend computes in host memory (ndarray, flex), where the counting
+    /// allocator sees the tensors. On GPU backends it would only see host-side bookkeeping,
+    /// so no peak is recorded there.
+    pub host_memory: bool,
 }
 
 /// Errors that stop a study (failures of single measurements are recorded instead).
@@ -264,7 +268,10 @@ impl<B: WkvBackend> Runner<'_, B> {
                 let start = Instant::now();
                 state = self.prefill_once(subject, tokens.clone())?;
                 times.push(start.elapsed().as_secs_f64());
-                peak = scope.peak().map(|p| p.max(peak.unwrap_or(0)));
+                peak = scope
+                    .peak()
+                    .filter(|_| self.ctx.host_memory)
+                    .map(|p| p.max(peak.unwrap_or(0)));
             }
             Ok((times, state, peak))
         };
@@ -326,7 +333,7 @@ impl<B: WkvBackend> Runner<'_, B> {
                         .map_err(|e| e.to_string())?;
                     self.sync()?;
                     lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(scope.peak());
+                    peaks.push(scope.peak().filter(|_| self.ctx.host_memory));
                     drop(logits);
                     states.push(bytes);
                 }
@@ -342,7 +349,7 @@ impl<B: WkvBackend> Runner<'_, B> {
                     let logits = t.step(tok.clone(), &mut cache).map_err(|e| e.to_string())?;
                     self.sync()?;
                     lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(scope.peak());
+                    peaks.push(scope.peak().filter(|_| self.ctx.host_memory));
                     drop(logits);
                     states.push(cache.bytes() as u64);
                 }
