@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 use clap::ValueEnum;
 use rwkv::WkvBackend;
+use rwkv_lab_core::meter::{HostMeter, PeakMeter};
 
 /// Compute backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,14 +45,130 @@ impl Dtype {
     }
 }
 
+/// A backend the CLI can run, with the way its peak memory is metered.
+pub trait Metered: WkvBackend {
+    /// A meter for one measured call on `device`.
+    fn meter(device: &Self::Device) -> Box<dyn PeakMeter>;
+}
+
+impl Metered for burn::backend::NdArray<f32> {
+    fn meter(_: &Self::Device) -> Box<dyn PeakMeter> {
+        Box::new(HostMeter)
+    }
+}
+
+impl Metered for burn::backend::NdArray<f64> {
+    fn meter(_: &Self::Device) -> Box<dyn PeakMeter> {
+        Box::new(HostMeter)
+    }
+}
+
+#[cfg(feature = "flex")]
+impl Metered for burn::backend::Flex {
+    fn meter(_: &Self::Device) -> Box<dyn PeakMeter> {
+        Box::new(HostMeter)
+    }
+}
+
+/// Device memory of a CubeCL backend: the allocator is cleaned up before the call, so the
+/// memory it has reserved afterwards is the high-water mark of the call (pools only grow
+/// until a cleanup), padding and fragmentation included.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+struct CubeMeter<R: burn::cubecl::Runtime, B: burn::tensor::backend::Backend<Device = R::Device>> {
+    device: R::Device,
+    _backend: std::marker::PhantomData<B>,
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl<R: burn::cubecl::Runtime, B: burn::tensor::backend::Backend<Device = R::Device>> PeakMeter
+    for CubeMeter<R, B>
+{
+    fn begin(&self) -> u64 {
+        let _ = B::sync(&self.device);
+        B::memory_cleanup(&self.device);
+        R::client(&self.device)
+            .memory_usage()
+            .map(|u| u.bytes_in_use)
+            .unwrap_or(0)
+    }
+
+    fn peak(&self, base: u64) -> Option<u64> {
+        R::client(&self.device)
+            .memory_usage()
+            .ok()
+            .map(|u| u.bytes_reserved.saturating_sub(base))
+    }
+
+    fn describe(&self) -> &'static str {
+        "device memory reserved by the CubeCL allocator after the call, above the bytes in use before it"
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl Metered for burn::backend::Wgpu {
+    fn meter(device: &Self::Device) -> Box<dyn PeakMeter> {
+        Box::new(CubeMeter::<burn::backend::wgpu::WgpuRuntime, Self> {
+            device: device.clone(),
+            _backend: Default::default(),
+        })
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl Metered for burn::backend::Cuda {
+    fn meter(device: &Self::Device) -> Box<dyn PeakMeter> {
+        Box::new(CubeMeter::<burn::cubecl::cuda::CudaRuntime, Self> {
+            device: device.clone(),
+            _backend: Default::default(),
+        })
+    }
+}
+
 /// Work that runs on any backend.
 pub trait Job {
     type Output;
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B: Metered>(self, device: B::Device) -> Result<Self::Output>;
 }
 
-/// Runs `job` on the backend and precision asked for, or explains why it can't.
+/// Fails with a clear message unless this binary can run `kind` in `dtype` (checked before
+/// a command writes anything).
+pub fn ensure_available(kind: BackendKind, dtype: Dtype) -> Result<()> {
+    let compiled = match kind {
+        BackendKind::Ndarray => true,
+        BackendKind::Flex => cfg!(feature = "flex"),
+        BackendKind::Wgpu => cfg!(feature = "wgpu"),
+        BackendKind::Cuda => cfg!(feature = "cuda"),
+    };
+    if !compiled {
+        bail!(
+            "backend `{0}` is not compiled into this binary; rebuild with `cargo run --release --features {0} -- ...`",
+            kind.name()
+        )
+    }
+    if dtype == Dtype::F64 && kind != BackendKind::Ndarray {
+        bail!(
+            "backend `{}` does not support f64; use `--dtype f32`, or `--backend ndarray` for f64",
+            kind.name()
+        )
+    }
+    Ok(())
+}
+
+/// Runs `job` on the backend and precision asked for, or explains why it can't. A panic
+/// inside the backend (no GPU adapter, a driver error) becomes an error naming the backend.
 pub fn dispatch<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::Output> {
+    ensure_available(kind, dtype)?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch_inner(kind, dtype, job))).unwrap_or_else(|_| {
+        let hint = match kind {
+            BackendKind::Wgpu => "; wgpu needs a GPU with a Vulkan/Metal/DX12 driver (on Linux the Vulkan loader libvulkan1)",
+            BackendKind::Cuda => "; cuda needs an NVIDIA GPU and its driver (libcuda)",
+            _ => "",
+        };
+        bail!("backend `{}` failed: {}{hint}", kind.name(), crate::take_panic_message())
+    })
+}
+
+fn dispatch_inner<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::Output> {
     match (kind, dtype) {
         (BackendKind::Ndarray, Dtype::F32) => {
             job.run::<burn::backend::NdArray<f32>>(Default::default())

@@ -6,9 +6,9 @@ use anyhow::{Result, bail};
 use burn::tensor::{Element, Tensor, TensorData};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use rwkv::float_opts;
 use rwkv::init::SplitMix64;
 use rwkv::wkv::{WkvMode, wkv};
-use rwkv::{WkvBackend, float_opts};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
 use crate::util::{fmt_bytes, parse_bytes, physical_memory, positive};
@@ -126,7 +126,7 @@ struct BenchWkv<'a> {
 impl Job for BenchWkv<'_> {
     type Output = Vec<Row>;
 
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<Vec<Row>> {
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<Vec<Row>> {
         let a = self.args;
         let (bsz, c) = (a.batch, a.channels);
         let elem = <B::FloatElem as Element>::dtype().size();

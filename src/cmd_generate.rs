@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use rwkv::WkvMode;
 use rwkv::generate::{Generation, Sampler, generate, generate_by_forward};
-use rwkv::{WkvBackend, WkvMode};
 use rwkv_checkpoint::{Checkpoint, load};
 use serde::Serialize;
 
@@ -97,7 +97,7 @@ struct Gen<'a> {
 impl Job for Gen<'_> {
     type Output = (Generation, Option<Generation>);
 
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<Self::Output> {
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<Self::Output> {
         let a = self.args;
         let model = self.ckpt.to_model::<B>(&device)?;
         let mut sampler = Sampler::new(a.temperature, a.top_p, a.seed)?;

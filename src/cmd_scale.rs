@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rwkv::WkvBackend;
 use rwkv_lab_core::ScalingSpec;
 use rwkv_lab_core::records::RecordWriter;
 use rwkv_lab_core::scaling::{self, Context, Progress};
@@ -120,7 +119,7 @@ fn describe(r: &Record) -> String {
 impl Job for ScaleJob<'_> {
     type Output = ();
 
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<()> {
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<()> {
         let (mut writer, done) = RecordWriter::open(&self.out.join("records.csv"), self.resume)?;
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -155,10 +154,13 @@ impl Job for ScaleJob<'_> {
                 bar.inc(1);
             }
         };
+        let meter = B::meter(&device);
+        eprintln!("memory: {}", meter.describe());
         scaling::run::<B>(
             self.spec,
             &device,
             self.ctx,
+            meter.as_ref(),
             &done,
             &mut sink,
             &mut progress,
@@ -177,6 +179,7 @@ fn write_meta(out: &Path, meta: &Meta) -> Result<()> {
 
 /// Runs a study; returns the output folder.
 pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
+    crate::backend::ensure_available(args.backend, args.dtype)?;
     let mut spec = ScalingSpec::load(&args.config)?;
     if args.quick {
         spec = spec.quick();
@@ -194,19 +197,12 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         .or(spec.memory_budget_bytes())
         .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30));
     let git = git_rev();
-    let host_memory = matches!(args.backend, BackendKind::Ndarray | BackendKind::Flex);
     let ctx = Context {
         backend: args.backend.name().into(),
         dtype: args.dtype.name().into(),
         git_rev: git.clone(),
         memory_budget: budget,
-        host_memory,
     };
-    if !host_memory {
-        eprintln!(
-            "note: peak memory is metered on CPU backends only; GPU rows record no peak (state and KV-cache sizes are recorded)"
-        );
-    }
     let mut meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         spec: serde_yaml::to_string(&spec)?,

@@ -185,7 +185,7 @@ struct Oracle64<'a> {
 impl Job for Oracle64<'_> {
     type Output = RunOutput;
 
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<RunOutput> {
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<RunOutput> {
         let model = self.source.build::<B>(&device)?;
         Ok(run_gpt(
             &model,
@@ -209,7 +209,7 @@ struct Verify<'a> {
 impl Job for Verify<'_> {
     type Output = Vec<Comparison>;
 
-    fn run<B: WkvBackend>(self, device: B::Device) -> Result<Vec<Comparison>> {
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<Vec<Comparison>> {
         let model = self.source.build::<B>(&device)?;
         let extra = self.oracle64.as_ref().map(|output| ExtraReference {
             name: "recurrent@ndarray-f64",

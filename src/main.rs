@@ -55,8 +55,49 @@ enum Command {
     Reproduce(cmd_scale::ReproduceArgs),
 }
 
+/// The last panic's message and location, recorded by the panic hook so that a panic
+/// inside a backend (e.g. wgpu finding no adapter) becomes one clear error line.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Takes the message of the last panic, if any.
+pub fn take_panic_message() -> String {
+    LAST_PANIC
+        .lock()
+        .ok()
+        .and_then(|mut p| p.take())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        let at = info
+            .location()
+            .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+            .unwrap_or_default();
+        if let Ok(mut p) = LAST_PANIC.lock() {
+            *p = Some(format!("{msg}{at}"));
+        }
+    }));
     let cli = Cli::parse();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!(
+                "error: internal error: {}; please report it",
+                take_panic_message()
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Verify(args) => cmd_verify::run(args).map(|pass| {
             if pass {

@@ -32,7 +32,6 @@ fn ctx(budget: u64) -> Context {
         dtype: "f32".into(),
         git_rev: "test".into(),
         memory_budget: budget,
-        host_memory: true,
     }
 }
 
@@ -43,10 +42,12 @@ fn run_into(spec: &ScalingSpec, path: &Path, budget: u64, resume: bool) -> Vec<R
         rows.push(r.clone());
         writer.write(r)
     };
+    let meter = rwkv_lab_core::meter::HostMeter;
     scaling::run::<F32>(
         spec,
         &Default::default(),
         &ctx(budget),
+        &meter,
         &done,
         &mut sink,
         &mut |_| {},
@@ -265,6 +266,14 @@ fn cli_scale_writes_records_and_report() {
     ] {
         assert!(study.join(f).is_file(), "{f}");
     }
+    // the binary installs the counting allocator: every measured row has a peak
+    let rows = read_records(study.join("records.csv")).unwrap();
+    assert!(
+        rows.iter()
+            .filter(|r| r.status == "ok")
+            .all(|r| r.peak_bytes.is_some_and(|p| p > 0)),
+        "{rows:?}"
+    );
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(study.join("meta.json")).unwrap()).unwrap();
     assert!(meta["finished"].as_str().unwrap().ends_with('Z'));

@@ -98,3 +98,51 @@ impl PeakScope {
         installed().then(|| PEAK.load(Relaxed).saturating_sub(self.base))
     }
 }
+
+/// Peak memory of a measured call, however the backend can tell it.
+pub trait PeakMeter {
+    /// Called right before the call; returns the baseline to pass to [`PeakMeter::peak`].
+    fn begin(&self) -> u64;
+    /// Peak bytes above the baseline since [`PeakMeter::begin`], if this meter can tell.
+    fn peak(&self, base: u64) -> Option<u64>;
+    /// What it measures, for records and summaries.
+    fn describe(&self) -> &'static str;
+}
+
+/// Host memory through the counting allocator (CPU backends).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostMeter;
+
+impl PeakMeter for HostMeter {
+    fn begin(&self) -> u64 {
+        let base = CURRENT.load(Relaxed);
+        PEAK.store(base, Relaxed);
+        base
+    }
+
+    fn peak(&self, base: u64) -> Option<u64> {
+        installed().then(|| PEAK.load(Relaxed).saturating_sub(base))
+    }
+
+    fn describe(&self) -> &'static str {
+        "peak heap bytes allocated during the call (counting global allocator)"
+    }
+}
+
+/// No memory figure (a backend whose memory this process cannot see).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoMeter;
+
+impl PeakMeter for NoMeter {
+    fn begin(&self) -> u64 {
+        0
+    }
+
+    fn peak(&self, _: u64) -> Option<u64> {
+        None
+    }
+
+    fn describe(&self) -> &'static str {
+        "not metered"
+    }
+}

@@ -16,7 +16,7 @@ use rwkv::init::SplitMix64;
 use rwkv::{WkvBackend, WkvMode};
 use rwkv_report::Record;
 
-use crate::meter::PeakScope;
+use crate::meter::PeakMeter;
 use crate::models::Models;
 use crate::records::RecordsError;
 use crate::spec::{Attention, ScalingSpec};
@@ -32,10 +32,6 @@ pub struct Context {
     pub git_rev: String,
     /// Bytes above which a measurement is skipped.
     pub memory_budget: u64,
-    /// Whether the backend computes in host memory (ndarray, flex), where the counting
-    /// allocator sees the tensors. On GPU backends it would only see host-side bookkeeping,
-    /// so no peak is recorded there.
-    pub host_memory: bool,
 }
 
 /// Errors that stop a study (failures of single measurements are recorded instead).
@@ -144,6 +140,7 @@ fn stats(mut xs: Vec<f64>) -> (f64, f64, f64) {
 }
 
 struct Runner<'a, B: WkvBackend> {
+    meter: &'a dyn PeakMeter,
     spec: &'a ScalingSpec,
     ctx: &'a Context,
     device: &'a B::Device,
@@ -264,14 +261,11 @@ impl<B: WkvBackend> Runner<'_, B> {
             }
             let (mut times, mut state, mut peak) = (Vec::new(), 0, None::<u64>);
             for _ in 0..self.spec.repeats.get() {
-                let scope = PeakScope::start();
+                let base = self.meter.begin();
                 let start = Instant::now();
                 state = self.prefill_once(subject, tokens.clone())?;
                 times.push(start.elapsed().as_secs_f64());
-                peak = scope
-                    .peak()
-                    .filter(|_| self.ctx.host_memory)
-                    .map(|p| p.max(peak.unwrap_or(0)));
+                peak = self.meter.peak(base).map(|p| p.max(peak.unwrap_or(0)));
             }
             Ok((times, state, peak))
         };
@@ -323,8 +317,8 @@ impl<B: WkvBackend> Runner<'_, B> {
                 self.sync()?;
                 let [b, c] = state.layers[0].dims();
                 let bytes = (5 * state.layers.len() * b * c * self.elem) as u64;
-                for tok in &feed {
-                    let scope = PeakScope::start();
+                for tok in &feed[..steps] {
+                    let base = self.meter.begin();
                     let start = Instant::now();
                     let logits = self
                         .models
@@ -333,7 +327,7 @@ impl<B: WkvBackend> Runner<'_, B> {
                         .map_err(|e| e.to_string())?;
                     self.sync()?;
                     lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(scope.peak().filter(|_| self.ctx.host_memory));
+                    peaks.push(self.meter.peak(base));
                     drop(logits);
                     states.push(bytes);
                 }
@@ -344,12 +338,12 @@ impl<B: WkvBackend> Runner<'_, B> {
                     .map_err(|e| e.to_string())?;
                 self.sync()?;
                 for tok in &feed[..steps] {
-                    let scope = PeakScope::start();
+                    let base = self.meter.begin();
                     let start = Instant::now();
                     let logits = t.step(tok.clone(), &mut cache).map_err(|e| e.to_string())?;
                     self.sync()?;
                     lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(scope.peak().filter(|_| self.ctx.host_memory));
+                    peaks.push(self.meter.peak(base));
                     drop(logits);
                     states.push(cache.bytes() as u64);
                 }
@@ -406,6 +400,7 @@ pub fn run<B: WkvBackend>(
     spec: &ScalingSpec,
     device: &B::Device,
     ctx: &Context,
+    meter: &dyn PeakMeter,
     done: &HashSet<String>,
     sink: &mut dyn FnMut(&Record) -> Result<(), RecordsError>,
     progress: &mut dyn FnMut(Progress<'_>),
@@ -427,6 +422,7 @@ pub fn run<B: WkvBackend>(
     let rwkv_params = models.rwkv.num_params() as u64;
     let transformer_params = models.transformer.num_params() as u64;
     let runner = Runner {
+        meter,
         spec,
         ctx,
         device,
