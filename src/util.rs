@@ -21,27 +21,11 @@ pub fn physical_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// Parses `8G`, `512M`, `1.5GiB`, `1000000` into bytes.
+/// clap value parser for sizes (`8G`, `512M`, `1.5GiB`, `1000000`); the same parser the
+/// scaling spec's `memory_budget` uses.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 8G or 512M"))?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        other => return Err(format!("unknown size unit `{other}` (use K, M, G or T)")),
-    };
-    if !(value >= 0.0 && value.is_finite()) {
-        return Err(format!("`{s}` is not a valid size"));
-    }
-    Ok((value * mult) as u64)
+    rwkv_lab_core::spec::parse_bytes(s)
+        .ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000 (units K, M, G, T)"))
 }
 
 /// Human-readable bytes.

@@ -116,7 +116,7 @@ pub fn verify_reference<B: WkvBackend>(
     };
     let device = model.emb.weight.device();
     let tokens = reference_tokens::<B>(reference, &device);
-    let (bsz, time) = (reference.batch, reference.time);
+    let time = reference.time;
     let modes = [
         WkvMode::Recurrent,
         WkvMode::Parallel,
@@ -135,16 +135,14 @@ pub fn verify_reference<B: WkvBackend>(
             state: Some(hf_state(&state)),
         });
     }
-    let rnn = rwkv::verify::run_rnn(model, tokens.clone(), None).map_err(model_err)?;
-    let mut state = model.zero_state(bsz, &device);
-    for t in 0..time {
-        let tok = tokens.clone().slice([0..bsz, t..t + 1]).reshape([bsz]);
-        model.step(tok, &mut state).map_err(model_err)?;
-    }
+    // one RNN pass serves the whole-sequence comparisons (with its state) and the split ones
+    let (rnn_logits, rnn_state) =
+        rwkv::verify::rnn_forward(model, tokens.clone(), None).map_err(model_err)?;
+    let rnn_logits = to_f64(rnn_logits);
     whole.push(Run {
         name: "rnn".into(),
-        logits: rnn.logits.clone(),
-        state: Some(hf_state(&state)),
+        logits: rnn_logits.clone(),
+        state: Some(hf_state(&rnn_state)),
     });
 
     let mut split_runs = Vec::new();
@@ -160,7 +158,7 @@ pub fn verify_reference<B: WkvBackend>(
         }
         split_runs.push(Run {
             name: "rnn".into(),
-            logits: rnn.logits,
+            logits: rnn_logits,
             state: None,
         });
     }

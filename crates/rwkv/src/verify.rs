@@ -133,12 +133,13 @@ pub fn run_gpt<B: WkvBackend>(
     })
 }
 
-/// Token by token in RNN mode; logits re-assembled in `[B, T, V]` order.
-pub fn run_rnn<B: WkvBackend>(
+/// Token by token in RNN mode: logits `[B, T, V]` and the final state itself (for callers
+/// that need it in another layout than [`canonical_state`]).
+pub fn rnn_forward<B: WkvBackend>(
     model: &Rwkv<B>,
     tokens: Tensor<B, 2, Int>,
     state: Option<RwkvState<B>>,
-) -> Result<RunOutput> {
+) -> Result<(Tensor<B, 3>, RwkvState<B>)> {
     let [batch, time] = tokens.dims();
     let mut state = state.unwrap_or_else(|| model.zero_state(batch, &tokens.device()));
     let mut steps = Vec::with_capacity(time);
@@ -146,7 +147,16 @@ pub fn run_rnn<B: WkvBackend>(
         let tok = tokens.clone().slice([0..batch, t..t + 1]).reshape([batch]);
         steps.push(model.step(tok, &mut state)?);
     }
-    let logits = Tensor::stack::<3>(steps, 1);
+    Ok((Tensor::stack::<3>(steps, 1), state))
+}
+
+/// Token by token in RNN mode; logits re-assembled in `[B, T, V]` order.
+pub fn run_rnn<B: WkvBackend>(
+    model: &Rwkv<B>,
+    tokens: Tensor<B, 2, Int>,
+    state: Option<RwkvState<B>>,
+) -> Result<RunOutput> {
+    let (logits, state) = rnn_forward(model, tokens, state)?;
     Ok(RunOutput {
         logits: to_f64(logits),
         state: canonical_state(&state),
