@@ -6,12 +6,14 @@ use anyhow::{Result, bail};
 use burn::tensor::{Element, Tensor, TensorData};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use rwkv::float_opts;
-use rwkv::init::SplitMix64;
+use lab_util::SplitMix64;
+use lab_util::float_opts;
 use rwkv::wkv::{WkvMode, wkv};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::util::{fmt_bytes, parse_bytes, physical_memory, positive};
+use lab_util::fmt_bytes;
+
+use crate::util::{parse_bytes, physical_memory, positive};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -237,7 +239,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     println!(
         "memory budget {} (formulations estimated above it are skipped)\n",
-        fmt_bytes(budget)
+        fmt_bytes(budget as f64)
     );
     println!(
         "{:>6}  {:<12} {:>10}  {:>21}  {:>12}  {:>11}",
@@ -273,8 +275,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     "{:>6}  {:<12} skipped: needs about {} (budget {})",
                     t,
                     r.mode.to_string(),
-                    fmt_bytes(r.estimate),
-                    fmt_bytes(budget)
+                    fmt_bytes(r.estimate as f64),
+                    fmt_bytes(budget as f64)
                 ),
             }
         }

@@ -11,9 +11,9 @@ use rwkv_lab_core::scaling::{self, Context, Progress};
 use rwkv_report::{Meta, Record};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::util::{
-    fmt_bytes, git_rev, machine_line, machine_slug, parse_bytes, physical_memory, utc_now,
-};
+use lab_util::fmt_bytes;
+
+use crate::util::{git_rev, machine_line, machine_slug, parse_bytes, physical_memory, utc_now};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -104,7 +104,7 @@ fn describe(r: &Record) -> String {
         ("ok", Some(m)) => {
             let peak = r
                 .peak_bytes
-                .map(|p| format!(", peak {}", fmt_bytes(p)))
+                .map(|p| format!(", peak {}", fmt_bytes(p as f64)))
                 .unwrap_or_default();
             let cum = r
                 .cumulative_s
@@ -211,7 +211,7 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         device: format!(
             "{} (memory budget {})",
             args.backend.name(),
-            fmt_bytes(budget)
+            fmt_bytes(budget as f64)
         ),
         dtype: args.dtype.name().into(),
         git_rev: git,
@@ -243,7 +243,7 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         out.display(),
         ctx.dtype,
         ctx.backend,
-        fmt_bytes(budget)
+        fmt_bytes(budget as f64)
     );
     dispatch(
         args.backend,

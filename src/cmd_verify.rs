@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Int, Tensor, TensorData};
 use clap::Args;
-use rwkv::init::SplitMix64;
+use lab_util::SplitMix64;
 use rwkv::verify::{Comparison, ExtraReference, RunOutput, run_gpt, verify_model};
 use rwkv::{Rwkv, RwkvConfig, WkvBackend, WkvMode};
 use rwkv_checkpoint::{

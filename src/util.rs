@@ -24,20 +24,8 @@ pub fn physical_memory() -> Option<u64> {
 /// clap value parser for sizes (`8G`, `512M`, `1.5GiB`, `1000000`); the same parser the
 /// scaling spec's `memory_budget` uses.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    rwkv_lab_core::spec::parse_bytes(s)
+    lab_util::parse_bytes(s)
         .ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000 (units K, M, G, T)"))
-}
-
-/// Human-readable bytes.
-pub fn fmt_bytes(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1024.0f64.powi(3) {
-        format!("{:.1} GiB", b / 1024.0f64.powi(3))
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else {
-        format!("{:.0} KiB", b / 1024.0)
-    }
 }
 
 /// clap value parser for one token id (lists are split on commas by clap).
@@ -109,7 +97,7 @@ pub fn machine_slug() -> String {
 /// One line describing the machine.
 pub fn machine_line() -> String {
     let mem = physical_memory()
-        .map(fmt_bytes)
+        .map(|m| lab_util::fmt_bytes(m as f64))
         .unwrap_or_else(|| "unknown memory".into());
     format!(
         "{} ({} logical cores, {mem}, {} {})",

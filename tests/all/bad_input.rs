@@ -12,7 +12,7 @@ fn dev() -> burn::backend::ndarray::NdArrayDevice {
 }
 
 fn zeros<const D: usize>(shape: [usize; D]) -> Tensor<F64, D> {
-    Tensor::zeros(shape, rwkv::float_opts::<F64>(&dev()))
+    Tensor::zeros(shape, lab_util::float_opts::<F64>(&dev()))
 }
 
 fn call(
@@ -220,7 +220,7 @@ fn sigmoid_is_exact_and_finite() {
     let xs: [f64; 9] = [-1000.0, -40.0, -1.0, -1e-9, 0.0, 0.5, 3.0, 40.0, 1000.0];
     let t = Tensor::<Autodiff<F64>, 1>::from_data(
         TensorData::new(xs.to_vec(), [xs.len()]),
-        rwkv::float_opts::<Autodiff<F64>>(&dev()),
+        lab_util::float_opts::<Autodiff<F64>>(&dev()),
     )
     .require_grad();
     let y = rwkv::model::sigmoid(t.clone());

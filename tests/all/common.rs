@@ -4,8 +4,8 @@
 
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
+use lab_util::SplitMix64;
 use proptest::test_runner::Config as ProptestConfig;
-use rwkv::init::SplitMix64;
 use rwkv::verify::to_f64;
 use rwkv::wkv::{self, WkvBackend, WkvMode, WkvState};
 
@@ -83,19 +83,19 @@ pub fn random_case(
 pub fn t1<B: Backend>(x: &[f64], dev: &B::Device) -> Tensor<B, 1> {
     Tensor::from_data(
         TensorData::new(x.to_vec(), [x.len()]),
-        rwkv::float_opts::<B>(dev),
+        lab_util::float_opts::<B>(dev),
     )
 }
 pub fn t2<B: Backend>(x: &[f64], shape: [usize; 2], dev: &B::Device) -> Tensor<B, 2> {
     Tensor::from_data(
         TensorData::new(x.to_vec(), shape),
-        rwkv::float_opts::<B>(dev),
+        lab_util::float_opts::<B>(dev),
     )
 }
 pub fn t3<B: Backend>(x: &[f64], shape: [usize; 3], dev: &B::Device) -> Tensor<B, 3> {
     Tensor::from_data(
         TensorData::new(x.to_vec(), shape),
-        rwkv::float_opts::<B>(dev),
+        lab_util::float_opts::<B>(dev),
     )
 }
 
@@ -167,7 +167,7 @@ pub fn run<B: WkvBackend>(case: &WkvCase, mode: WkvMode) -> WkvOut {
     run_range::<B>(case, mode, 0..case.time, None)
 }
 
-/// Fails unless `dtype` is the backend's own float type (see `rwkv::float_opts`).
+/// Fails unless `dtype` is the backend's own float type (see `lab_util::float_opts`).
 pub fn assert_float_dtype<B: Backend>(dtype: burn::tensor::DType) {
     use burn::tensor::Element;
     assert_eq!(

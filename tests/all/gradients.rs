@@ -10,8 +10,8 @@ use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
+use lab_util::SplitMix64;
 use proptest::prelude::*;
-use rwkv::init::SplitMix64;
 use rwkv::verify::to_f64;
 use rwkv::wkv::{self, WkvBackend, WkvMode};
 use rwkv::{Decay, Rwkv, Variant};
@@ -29,7 +29,7 @@ fn weights<B: burn::tensor::backend::Backend, const D: usize>(
     let mut r = SplitMix64::new(seed);
     Tensor::from_data(
         TensorData::new(r.fill(n, |r| r.range(-1.0, 1.0)), shape),
-        rwkv::float_opts::<B>(&Default::default()),
+        lab_util::float_opts::<B>(&Default::default()),
     )
 }
 

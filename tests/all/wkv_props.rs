@@ -182,7 +182,7 @@ fn f32_error_survey() {
         .unwrap_or(2000);
     let mut worst = (0f64, 0u64);
     for seed in 0..n {
-        let mut r = rwkv::init::SplitMix64::new(seed ^ 0xABCD);
+        let mut r = lab_util::SplitMix64::new(seed ^ 0xABCD);
         let (b, t, c) = (
             1 + r.below(3) as usize,
             1 + r.below(48) as usize,

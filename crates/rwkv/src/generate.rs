@@ -6,10 +6,10 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::error::{Result, RwkvError};
-use crate::init::SplitMix64;
 use crate::model::Rwkv;
 use crate::verify::to_f64;
 use crate::wkv::{WkvBackend, WkvMode};
+use lab_util::SplitMix64;
 
 /// Temperature and nucleus (top-p) sampling with a seeded generator; greedy (argmax) when
 /// the temperature is 0.

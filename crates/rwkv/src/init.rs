@@ -4,54 +4,6 @@
 //! `(config, seed)` produces bit-identical parameters on every backend: that is what lets a
 //! CPU run and a GPU run of the same model be compared.
 
-/// Seeded SplitMix64 generator (Steele, Lea & Flood 2014): tiny, fast, and stable across
-/// versions, unlike a dependency's generator.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.uniform()
-    }
-
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u1 = 1.0 - self.uniform(); // (0, 1]
-        let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * core::f64::consts::PI * u2).cos()
-    }
-
-    /// `n` values from `f`.
-    pub fn fill(&mut self, n: usize, mut f: impl FnMut(&mut Self) -> f64) -> Vec<f64> {
-        (0..n).map(|_| f(self)).collect()
-    }
-
-    /// Integer uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
 /// Ratio `l / (L - 1)` of the RWKV-LM init, defined as 0 for a single-layer model
 /// (the reference code divides by zero there).
 pub fn layer_ratio_0_to_1(layer: usize, n_layers: usize) -> f64 {
@@ -135,20 +87,5 @@ mod tests {
         assert!((tf[0] - l).abs() < 1e-12);
         assert!((tf[1] - (l + 0.5)).abs() < 1e-12);
         assert!((tf[2] - (l - 0.5)).abs() < 1e-12);
-    }
-
-    #[test]
-    fn rng_is_deterministic_and_uniform() {
-        let mut a = SplitMix64::new(7);
-        let mut b = SplitMix64::new(7);
-        let xs: Vec<f64> = (0..1000).map(|_| a.uniform()).collect();
-        assert!(xs.iter().all(|&x| (0.0..1.0).contains(&x)));
-        assert!(
-            xs.iter()
-                .zip((0..1000).map(|_| b.uniform()))
-                .all(|(x, y)| *x == y)
-        );
-        let mean = xs.iter().sum::<f64>() / 1000.0;
-        assert!((mean - 0.5).abs() < 0.05);
     }
 }

@@ -19,21 +19,6 @@ pub mod state;
 pub mod verify;
 pub mod wkv;
 
-/// Creation options that pin the backend's own float type.
-///
-/// Burn 0.21 keys a device's default dtype by device *type*: `NdArray<f32>` and
-/// `NdArray<f64>` share `NdArrayDevice`, so whichever touches it first decides what
-/// `Tensor::zeros` or `from_data` produce for both. Every tensor this crate creates goes
-/// through this function so that `NdArray<f64>` really computes in f64 (and `f32` in f32),
-/// whatever else the process has run.
-pub fn float_opts<B: burn::tensor::backend::Backend>(
-    device: &B::Device,
-) -> burn::tensor::TensorCreationOptions<B> {
-    use burn::tensor::Element;
-    burn::tensor::TensorCreationOptions::new(device.clone())
-        .with_dtype(<B::FloatElem as Element>::dtype())
-}
-
 pub use config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
 pub use error::RwkvError;
 pub use model::{Block, ChannelMix, ParamShape, ParamSource, Rwkv, TimeMix, split_block_key};

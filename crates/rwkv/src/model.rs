@@ -9,9 +9,10 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
 use crate::error::{Result, RwkvError};
-use crate::init::{SplitMix64, rwkv4_time_decay, rwkv4_time_first, rwkv4_time_mix};
+use crate::init::{rwkv4_time_decay, rwkv4_time_first, rwkv4_time_mix};
 use crate::state::{LayerState, RwkvState};
 use crate::wkv::{self, WkvBackend, WkvMode, WkvState};
+use lab_util::SplitMix64;
 
 /// Time mixing (paper eq. 11–16): token shift, R/K/V projections, WKV, gated output.
 #[derive(Module, Debug)]
@@ -164,11 +165,11 @@ impl<B: WkvBackend> TimeMix<B> {
         let w = match self.variant.decay {
             Decay::Learned => self.time_decay.val().exp().neg(),
             Decay::Fixed => self.time_decay.val().detach().exp().neg(),
-            Decay::Off => Tensor::zeros([channels], crate::float_opts::<B>(&z.device())),
+            Decay::Off => Tensor::zeros([channels], lab_util::float_opts::<B>(&z.device())),
         };
         let u = match self.variant.bonus {
             Bonus::Learned => self.time_first.val(),
-            Bonus::Off => Tensor::zeros([channels], crate::float_opts::<B>(&z.device())),
+            Bonus::Off => Tensor::zeros([channels], lab_util::float_opts::<B>(&z.device())),
         };
         let (y, wkv_state) = wkv::wkv(mode, w, u, k, v, Some(wkv_state))?;
         let gated = if self.variant.receptance_gate {
@@ -508,7 +509,7 @@ fn tensor_of<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     Tensor::from_data(
         TensorData::new(values, shape),
-        crate::float_opts::<B>(device),
+        lab_util::float_opts::<B>(device),
     )
 }
 

@@ -35,9 +35,9 @@ impl<B: Backend> LayerState<B> {
     /// The state before the first token: zero shifts and an empty WKV state.
     pub fn zeros(batch: usize, d_model: usize, device: &B::Device) -> Self {
         Self {
-            att_shift: Tensor::zeros([batch, d_model], crate::float_opts::<B>(device)),
+            att_shift: Tensor::zeros([batch, d_model], lab_util::float_opts::<B>(device)),
             wkv: WkvState::zeros(batch, d_model, device),
-            ffn_shift: Tensor::zeros([batch, d_model], crate::float_opts::<B>(device)),
+            ffn_shift: Tensor::zeros([batch, d_model], lab_util::float_opts::<B>(device)),
         }
     }
 

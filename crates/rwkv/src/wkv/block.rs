@@ -53,7 +53,7 @@ fn logit_bias<B: Backend>(w: &Tensor<B, 1>, u: &Tensor<B, 1>, len: usize) -> Ten
     let mat = |x: Vec<f64>| {
         Tensor::<B, 2>::from_data(
             TensorData::new(x, [len, len]),
-            crate::float_opts::<B>(&device),
+            lab_util::float_opts::<B>(&device),
         )
         .reshape([1, 1, 1, len, len])
     };
@@ -69,7 +69,7 @@ pub(crate) fn steps<B: Backend>(
 ) -> Tensor<B, 1> {
     let v: Vec<f64> = values.collect();
     let n = v.len();
-    Tensor::from_data(TensorData::new(v, [n]), crate::float_opts::<B>(device))
+    Tensor::from_data(TensorData::new(v, [n]), lab_util::float_opts::<B>(device))
 }
 
 /// Outputs of `N` independent blocks of length `L`, block `n` starting from state `n`.

@@ -60,9 +60,13 @@ impl<B: Backend> WkvState<B> {
     /// The state before any token: `(0, 0, -1e38)`.
     pub fn zeros(batch: usize, channels: usize, device: &B::Device) -> Self {
         Self {
-            aa: Tensor::zeros([batch, channels], crate::float_opts::<B>(device)),
-            bb: Tensor::zeros([batch, channels], crate::float_opts::<B>(device)),
-            pp: Tensor::full([batch, channels], PP_EMPTY, crate::float_opts::<B>(device)),
+            aa: Tensor::zeros([batch, channels], lab_util::float_opts::<B>(device)),
+            bb: Tensor::zeros([batch, channels], lab_util::float_opts::<B>(device)),
+            pp: Tensor::full(
+                [batch, channels],
+                PP_EMPTY,
+                lab_util::float_opts::<B>(device),
+            ),
         }
     }
 

@@ -827,7 +827,7 @@ pub mod host {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::init::SplitMix64;
+        use lab_util::SplitMix64;
 
         #[test]
         fn exp_f32_is_accurate() {

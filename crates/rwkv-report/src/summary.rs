@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write;
 
+use lab_util::{fmt_bytes, fmt_count, fmt_seconds, sig3};
+
 use crate::analysis::Analysis;
 use crate::claims::Verdict;
 use crate::crossover::Crossover;
@@ -22,65 +24,6 @@ pub const PLOTS: [(&str, &str); 4] = [
         "Cumulative generation time vs tokens generated",
     ),
 ];
-
-/// `1234567` → `1,234,567`.
-pub fn fmt_count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Seconds with a unit chosen for readability: `1.23 s`, `45.6 ms`, `789 µs`, `12.0 ns`.
-pub fn fmt_seconds(s: f64) -> String {
-    let a = s.abs();
-    let (v, unit) = if a >= 1.0 || a == 0.0 {
-        (s, "s")
-    } else if a >= 1e-3 {
-        (s * 1e3, "ms")
-    } else if a >= 1e-6 {
-        (s * 1e6, "µs")
-    } else {
-        (s * 1e9, "ns")
-    };
-    format!("{} {unit}", sig3(v))
-}
-
-/// Bytes in binary units: `512 B`, `1.50 KiB`, `3.25 MiB`, `2.00 GiB`.
-pub fn fmt_bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b;
-    let mut i = 0;
-    while v.abs() >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{} B", v.round())
-    } else {
-        format!("{} {}", sig3(v), UNITS[i])
-    }
-}
-
-/// Three significant digits, no exponent (for values in [0.001, 10000)).
-fn sig3(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        return "0".into();
-    }
-    if a >= 100.0 || (a >= 1.0 && (v - v.round()).abs() < 1e-9 * a) {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
-}
 
 /// An exponent with two decimals, without `-0.00`.
 fn fmt_k(k: f64) -> String {
@@ -527,19 +470,6 @@ mod tests {
 
     #[test]
     fn formatting() {
-        assert_eq!(fmt_count(0), "0");
-        assert_eq!(fmt_count(999), "999");
-        assert_eq!(fmt_count(1000), "1,000");
-        assert_eq!(fmt_count(1234567), "1,234,567");
-        assert_eq!(fmt_seconds(1.5), "1.50 s");
-        assert_eq!(fmt_seconds(0.0456), "45.6 ms");
-        assert_eq!(fmt_seconds(0.000789), "789 µs");
-        assert_eq!(fmt_bytes(512.0), "512 B");
-        assert_eq!(fmt_bytes(1536.0), "1.50 KiB");
-        assert_eq!(fmt_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3 GiB");
-        assert_eq!(fmt_bytes(64.0 * 1024.0), "64 KiB");
-        assert_eq!(fmt_seconds(0.01), "10 ms");
-        assert_eq!(fmt_seconds(0.0), "0 s");
         assert_eq!(cell("a|b\nc"), "a\\|b c");
         assert_eq!(code("x"), "`x`");
         assert_eq!(code("a`b"), "``a`b``");

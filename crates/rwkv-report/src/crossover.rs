@@ -148,7 +148,7 @@ impl Crossover {
 }
 
 fn fmt_t(t: f64) -> String {
-    crate::summary::fmt_count(t.round() as u64)
+    lab_util::fmt_count(t.round() as u64)
 }
 
 /// Compares, for each transformer prefill-time series of variant `explicit` or `fused`, the

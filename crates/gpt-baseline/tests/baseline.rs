@@ -10,7 +10,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::Module;
 use burn::tensor::{DType, Int, Tensor, TensorData, backend::Backend};
 use gpt_baseline::{AttentionPath, KvCache, Transformer, TransformerConfig, TransformerError};
-use rwkv::init::SplitMix64;
+use lab_util::SplitMix64;
 
 type F32 = NdArray<f32>;
 type F64 = NdArray<f64>;

@@ -5,6 +5,7 @@
 use std::num::NonZeroUsize;
 use std::path::Path;
 
+use lab_util::parse_bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Errors reading a spec.
@@ -365,23 +366,6 @@ impl ScalingSpec {
         v.dedup();
         v
     }
-}
-
-/// `6G`, `512M`, `1.5GiB`, `1000000` → bytes.
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.trim().parse().ok()?;
-    let mult = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0f64.powi(2),
-        "g" | "gb" | "gib" => 1024.0f64.powi(3),
-        "t" | "tb" | "tib" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    (value >= 0.0 && value.is_finite()).then_some((value * mult) as u64)
 }
 
 #[cfg(test)]

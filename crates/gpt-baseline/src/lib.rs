@@ -20,7 +20,7 @@
 //! All Q/K/V/O and MLP projections carry a bias (GPT-2, GPT-NeoX/Pythia); the parameter
 //! count is [`TransformerConfig::num_params`].
 //!
-//! Precision: every tensor is created with [`rwkv::float_opts`], so an `NdArray<f64>` model
+//! Precision: every tensor is created with [`lab_util::float_opts`], so an `NdArray<f64>` model
 //! computes in f64 whatever else the process has run; only ops that stay in the tensor's
 //! dtype are used (no `activation::sigmoid`, which casts to f32; true divisions, not
 //! `recip`). Explicit and Fused agree to ~1e-15 in f64.

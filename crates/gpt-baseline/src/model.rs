@@ -13,7 +13,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 use crate::cache::{KvCache, LayerKv};
 use crate::config::TransformerConfig;
 use crate::error::{Result, TransformerError};
-use rwkv::init::SplitMix64;
+use lab_util::SplitMix64;
 
 /// How attention weights are computed; both give the same numbers (tests check it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -537,7 +537,7 @@ impl InitScheme for RandomizedInit {
     }
 }
 
-/// A tensor in the backend's own float type (see [`rwkv::float_opts`]).
+/// A tensor in the backend's own float type (see [`lab_util::float_opts`]).
 fn tensor_of<B: Backend, const D: usize>(
     values: Vec<f64>,
     shape: [usize; D],
@@ -545,7 +545,7 @@ fn tensor_of<B: Backend, const D: usize>(
 ) -> Tensor<B, D> {
     Tensor::from_data(
         TensorData::new(values, shape),
-        rwkv::float_opts::<B>(device),
+        lab_util::float_opts::<B>(device),
     )
 }
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use burn::tensor::{Element, Int, Tensor, TensorData, backend::Backend};
 use gpt_baseline::AttentionPath;
-use rwkv::init::SplitMix64;
+use lab_util::SplitMix64;
 use rwkv::{WkvBackend, WkvMode};
 use rwkv_report::Record;
 

@@ -13,7 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::claims::FitRow;
 use crate::error::ReportError;
 use crate::series::{Quantity, Series};
-use crate::summary::{fmt_bytes, fmt_count, fmt_seconds};
+use lab_util::{fmt_bytes, fmt_count, fmt_seconds};
 
 /// The bundled font: DejaVu Sans 2.37 (Bitstream Vera license; see `assets/`).
 pub const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
