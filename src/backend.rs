@@ -182,24 +182,13 @@ fn dispatch_inner<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::
         (BackendKind::Wgpu, Dtype::F32) => job.run::<burn::backend::Wgpu>(Default::default()),
         #[cfg(feature = "cuda")]
         (BackendKind::Cuda, Dtype::F32) => job.run::<burn::backend::Cuda>(Default::default()),
-        (kind, dtype) => {
-            let compiled = match kind {
-                BackendKind::Ndarray => true,
-                BackendKind::Flex => cfg!(feature = "flex"),
-                BackendKind::Wgpu => cfg!(feature = "wgpu"),
-                BackendKind::Cuda => cfg!(feature = "cuda"),
-            };
-            if !compiled {
-                bail!(
-                    "backend `{0}` is not compiled into this binary; rebuild with `cargo run --release --features {0} -- ...`",
-                    kind.name()
-                )
-            }
-            bail!(
-                "backend `{}` does not support {}; use `--dtype f32`, or `--backend ndarray` for f64",
+        // `dispatch` checked availability first; any other pair is refused with its reason
+        (kind, dtype) => Err(ensure_available(kind, dtype).err().unwrap_or_else(|| {
+            anyhow::anyhow!(
+                "backend `{}` with {} is not available in this binary",
                 kind.name(),
                 dtype.name()
             )
-        }
+        })),
     }
 }

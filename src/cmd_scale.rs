@@ -2,18 +2,18 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lab_records::provenance::{default_memory_budget, git_rev};
+use lab_records::{Kind, ScalingRecord, Status, StudyDir};
+use lab_util::fmt_bytes;
 use rwkv_lab_core::ScalingSpec;
-use rwkv_lab_core::records::RecordWriter;
 use rwkv_lab_core::scaling::{self, Context, Progress};
-use rwkv_report::{Meta, Record};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use lab_util::fmt_bytes;
-
-use crate::util::{git_rev, machine_line, machine_slug, parse_bytes, physical_memory, utc_now};
+use crate::cmd_verify::VerifyArgs;
+use crate::util::parse_bytes;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -84,24 +84,27 @@ pub struct ReproduceArgs {
 struct ScaleJob<'a> {
     spec: &'a ScalingSpec,
     ctx: &'a Context,
-    out: &'a Path,
+    study: &'a StudyDir,
     resume: bool,
 }
 
-fn describe(r: &Record) -> String {
-    let what = if r.kind == "prefill" {
-        format!(
+fn describe(r: &ScalingRecord) -> String {
+    let what = match r.kind {
+        Kind::Prefill => format!(
             "prefill  {:<11} {:<10} T={:<6}",
-            r.model, r.variant, r.seq_len
-        )
-    } else {
-        format!(
+            r.model.as_str(),
+            r.method,
+            r.seq_len
+        ),
+        Kind::Generate => format!(
             "generate {:<11} {:<10} {} tokens",
-            r.model, r.variant, r.position
-        )
+            r.model.as_str(),
+            r.method,
+            r.position
+        ),
     };
-    match (r.status.as_str(), r.median_s) {
-        ("ok", Some(m)) => {
+    match (r.status, r.median_s) {
+        (Status::Ok, Some(m)) => {
             let peak = r
                 .peak_bytes
                 .map(|p| format!(", peak {}", fmt_bytes(p as f64)))
@@ -120,14 +123,13 @@ impl Job for ScaleJob<'_> {
     type Output = ();
 
     fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<()> {
-        let (mut writer, done) = RecordWriter::open(&self.out.join("records.csv"), self.resume)?;
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
                 .expect("valid template"),
         );
-        let mut sink = |r: &Record| writer.write(r);
         let mut progress = |p: Progress<'_>| match p {
+            Progress::Warning(w) => say(&bar, &format!("warning: {w}")),
             Progress::Planned(n) => {
                 bar.set_length(n as u64);
                 if n == 0 {
@@ -139,30 +141,25 @@ impl Job for ScaleJob<'_> {
             Progress::Started(what) => bar.set_message(what.to_string()),
             Progress::Finished(rows) => {
                 // one line per prefill; for generation, the first and the last row
-                let shown: Vec<&Record> = match rows {
-                    [first, .., last] if first.kind == "generate" => vec![first, last],
+                let shown: Vec<&ScalingRecord> = match rows {
+                    [first, .., last] if first.kind == Kind::Generate => vec![first, last],
                     all => all.iter().collect(),
                 };
                 for r in shown {
-                    // a hidden bar (stderr not a terminal) drops println; the lines must not be lost
-                    if bar.is_hidden() {
-                        eprintln!("{}", describe(r));
-                    } else {
-                        bar.println(describe(r));
-                    }
+                    say(&bar, &describe(r));
                 }
                 bar.inc(1);
             }
         };
         let meter = B::meter(&device);
         eprintln!("memory: {}", meter.describe());
-        scaling::run::<B>(
+        scaling::run_study::<B>(
+            self.study,
             self.spec,
             &device,
             self.ctx,
             meter.as_ref(),
-            &done,
-            &mut sink,
+            self.resume,
             &mut progress,
         )?;
         bar.finish_and_clear();
@@ -170,11 +167,19 @@ impl Job for ScaleJob<'_> {
     }
 }
 
-fn write_meta(out: &Path, meta: &Meta) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("meta.json");
-    std::fs::write(&path, serde_json::to_string_pretty(meta)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))
+/// Prints a line above the progress bar, or to stderr when the bar is hidden (stderr not
+/// a terminal: a hidden bar drops its println, and the lines must not be lost).
+fn say(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// The source tree this binary was built from: its git revision is the measuring code's.
+fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs a study; returns the output folder.
@@ -184,60 +189,22 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
     if args.quick {
         spec = spec.quick();
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let q = if args.quick { "-quick" } else { "" };
-        PathBuf::from(format!(
-            "reports/scaling/{}-{}{q}",
-            args.backend.name(),
-            machine_slug()
-        ))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| scaling::default_out(args.backend.name(), args.quick));
     let budget = args
         .memory_budget
         .or(spec.memory_budget_bytes())
-        .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30));
-    let git = git_rev();
+        .unwrap_or_else(default_memory_budget);
     let ctx = Context {
         backend: args.backend.name().into(),
         dtype: args.dtype.name().into(),
-        git_rev: git.clone(),
+        git_rev: git_rev(repo_dir()),
         memory_budget: budget,
-    };
-    let mut meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        spec: serde_yaml::to_string(&spec)?,
-        seed: spec.seed,
-        backend: args.backend.name().into(),
-        device: format!(
-            "{} (memory budget {})",
-            args.backend.name(),
-            fmt_bytes(budget as f64)
-        ),
-        dtype: args.dtype.name().into(),
-        git_rev: git,
-        versions: vec![
-            "burn 0.21.0".into(),
-            format!("rwkv-lab {}", env!("CARGO_PKG_VERSION")),
-        ],
-        machine: machine_line(),
-        started: utc_now(),
-        finished: String::new(),
     };
-    let previous = args
-        .resume
-        .then(|| std::fs::read_to_string(out.join("meta.json")).ok())
-        .flatten();
-    if let Some(old) = previous.and_then(|text| serde_json::from_str::<Meta>(&text).ok()) {
-        meta.started = format!("{} (resumed {})", old.started, meta.started);
-    }
-    // records first: refuses to overwrite an earlier run before anything is written
-    if out.join("records.csv").is_file() && !args.resume {
-        bail!(
-            "{} already exists; pass --resume to continue that run, or choose another --out",
-            out.join("records.csv").display()
-        );
-    }
-    write_meta(&out, &meta)?;
+    let study = StudyDir::for_writing(&out)?;
     eprintln!(
         "scaling study -> {} ({} on {}, budget {})",
         out.display(),
@@ -251,12 +218,10 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         ScaleJob {
             spec: &spec,
             ctx: &ctx,
-            out: &out,
+            study: &study,
             resume: args.resume,
         },
     )?;
-    meta.finished = utc_now();
-    write_meta(&out, &meta)?;
     render(&out)?;
     Ok(out)
 }
@@ -278,50 +243,65 @@ pub fn render(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The arguments of one `verify` check of `reproduce`: the command's defaults, with a
+/// random model or a checkpoint and its reference outputs.
+fn verify_args(
+    backend: BackendKind,
+    dtype: Dtype,
+    checkpoint: Option<(PathBuf, PathBuf)>,
+) -> VerifyArgs {
+    let (checkpoint, reference) = checkpoint.unzip();
+    VerifyArgs {
+        random: checkpoint.is_none(),
+        checkpoint,
+        reference,
+        tokens: None,
+        random_tokens: None,
+        d_model: 64,
+        n_layers: 2,
+        vocab: 256,
+        d_ffn: None,
+        seq_len: 64,
+        batch: 2,
+        seed: 0,
+        dtype,
+        chunk_len: 16,
+        tol: None,
+        ref_tol: None,
+        json: true,
+        backend,
+    }
+}
+
 /// `reproduce`: quick equivalence checks, then the quick scaling study.
 pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
-    use crate::cmd_verify::{self, VerifyArgs};
-    use clap::Parser;
     let mut ok = true;
     let fixture = Path::new("tests/fixtures/reference-tiny");
-    let mut checks: Vec<Vec<String>> = vec![
-        vec!["verify", "--random", "--dtype", "f32"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        vec!["verify", "--random", "--dtype", "f64"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-    ];
+    let mut checks: Vec<(String, VerifyArgs)> = [Dtype::F32, Dtype::F64]
+        .into_iter()
+        .map(|d| {
+            let label = format!("verify --random --dtype {}", d.name());
+            (label, verify_args(args.backend, d, None))
+        })
+        .collect();
     if fixture.join("model.pth").is_file() {
-        for dtype in ["f32", "f64"] {
-            checks.push(vec![
-                "verify".into(),
-                "--checkpoint".into(),
-                fixture.join("model.pth").display().to_string(),
-                "--reference".into(),
-                fixture.join("reference.safetensors").display().to_string(),
-                "--dtype".into(),
-                dtype.into(),
-            ]);
+        let (model, reference) = (
+            fixture.join("model.pth"),
+            fixture.join("reference.safetensors"),
+        );
+        for d in [Dtype::F32, Dtype::F64] {
+            let label = format!(
+                "verify --checkpoint {} --reference {} --dtype {}",
+                model.display(),
+                reference.display(),
+                d.name()
+            );
+            let pair = Some((model.clone(), reference.clone()));
+            checks.push((label, verify_args(args.backend, d, pair)));
         }
     }
-    for check in checks {
-        let mut argv = vec!["rwkv-lab".to_string()];
-        argv.extend(check.iter().cloned());
-        argv.extend([
-            "--json".to_string(),
-            "--backend".to_string(),
-            args.backend.name().to_string(),
-        ]);
-        let cli = crate::Cli::try_parse_from(&argv)?;
-        let crate::Command::Verify(v): crate::Command = cli.command else {
-            unreachable!("verify arguments")
-        };
-        let v: VerifyArgs = v;
-        let label = check.join(" ");
-        let pass = cmd_verify::run_quiet(v)?;
+    for (label, v) in checks {
+        let pass = crate::cmd_verify::run_quiet(v)?;
         println!("{} {label}", if pass { "PASS" } else { "FAIL" });
         ok &= pass;
     }
@@ -341,4 +321,37 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
     let out = run_scale(&scale)?;
     println!("\nreport: {}", out.join("summary.md").display());
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::FromArgMatches;
+
+    /// `reproduce` builds verify's arguments itself: they must be the command's defaults.
+    #[test]
+    fn verify_args_are_the_command_defaults() {
+        let cmd = VerifyArgs::augment_args(clap::Command::new("verify"));
+        for (argv, dtype, ck) in [
+            (vec!["verify", "--random", "--json"], Dtype::F32, None),
+            (
+                vec![
+                    "verify",
+                    "--checkpoint",
+                    "m",
+                    "--reference",
+                    "r",
+                    "--dtype",
+                    "f64",
+                    "--json",
+                ],
+                Dtype::F64,
+                Some((PathBuf::from("m"), PathBuf::from("r"))),
+            ),
+        ] {
+            let parsed = VerifyArgs::from_arg_matches(&cmd.clone().get_matches_from(argv)).unwrap();
+            let built = verify_args(BackendKind::Ndarray, dtype, ck);
+            assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        }
+    }
 }

@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
+use lab_records::Model::{Rwkv, Transformer};
+use lab_records::{Kind, Model, Row, ScalingRecord, Status, StudyDir, read_rows};
 use rwkv_lab_core::ScalingSpec;
-use rwkv_lab_core::records::RecordWriter;
-use rwkv_lab_core::scaling::{self, Context};
-use rwkv_report::{Record, read_records};
+use rwkv_lab_core::scaling::{self, Context, Progress};
 
 use crate::common::*;
 
@@ -32,25 +32,26 @@ fn ctx(budget: u64) -> Context {
         dtype: "f32".into(),
         git_rev: "test".into(),
         memory_budget: budget,
+        command: "test".into(),
     }
 }
 
-fn run_into(spec: &ScalingSpec, path: &Path, budget: u64, resume: bool) -> Vec<Record> {
-    let (mut writer, done) = RecordWriter::open(path, resume).unwrap();
+/// Runs (or resumes) the study into the folder `dir`; returns the rows it produced.
+fn run_into(spec: &ScalingSpec, dir: &Path, budget: u64, resume: bool) -> Vec<ScalingRecord> {
+    let study = StudyDir::for_writing(dir).unwrap();
     let mut rows = Vec::new();
-    let mut sink = |r: &Record| {
-        rows.push(r.clone());
-        writer.write(r)
-    };
-    let meter = rwkv_lab_core::meter::HostMeter;
-    scaling::run::<F32>(
+    scaling::run_study::<F32>(
+        &study,
         spec,
         &Default::default(),
         &ctx(budget),
-        &meter,
-        &done,
-        &mut sink,
-        &mut |_| {},
+        &rwkv_lab_core::meter::HostMeter,
+        resume,
+        &mut |p| {
+            if let Progress::Finished(r) = p {
+                rows.extend_from_slice(r)
+            }
+        },
     )
     .unwrap();
     rows
@@ -61,42 +62,45 @@ fn tiny_study_records_every_measurement() {
     let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("records.csv");
-    let rows = run_into(&spec, &path, u64::MAX, false);
-    let prefill: Vec<&Record> = rows.iter().filter(|r| r.kind == "prefill").collect();
+    let rows = run_into(&spec, dir.path(), u64::MAX, false);
+    let prefill: Vec<&ScalingRecord> = rows.iter().filter(|r| r.kind == Kind::Prefill).collect();
     assert_eq!(prefill.len(), 3 * 5);
     // parallel beyond its max_seq_len is skipped with a note, the rest ran
-    let skipped: Vec<&&Record> = prefill.iter().filter(|r| r.status == "skipped").collect();
+    let skipped: Vec<&&ScalingRecord> = prefill
+        .iter()
+        .filter(|r| r.status == Status::Skipped)
+        .collect();
     assert_eq!(skipped.len(), 1);
     assert!(
-        skipped[0].variant == "parallel"
+        skipped[0].method == "parallel"
             && skipped[0].seq_len == 32
             && skipped[0].note.contains("max_seq_len")
     );
-    for r in prefill.iter().filter(|r| r.status == "ok") {
+    for r in prefill.iter().filter(|r| r.status == Status::Ok) {
         let (med, min, max) = (r.median_s.unwrap(), r.min_s.unwrap(), r.max_s.unwrap());
         assert!(min > 0.0 && min <= med && med <= max, "{r:?}");
         assert!(r.state_bytes.unwrap() > 0 && r.estimate_bytes.unwrap() > 0);
         assert_eq!(r.repeats, 3);
     }
     // KV cache grows with T, the RWKV state does not
-    let state = |m: &str, v: &str, t: usize| {
+    let state = |m: Model, v: &str, t: usize| {
         prefill
             .iter()
-            .find(|r| r.model == m && r.variant == v && r.seq_len == t)
+            .find(|r| r.model == m && r.method == v && r.seq_len == t)
             .unwrap()
             .state_bytes
             .unwrap()
     };
-    assert_eq!(state("rwkv", "scan", 8), state("rwkv", "scan", 32));
+    assert_eq!(state(Rwkv, "scan", 8), state(Rwkv, "scan", 32));
     assert_eq!(
-        state("transformer", "explicit", 32),
-        4 * state("transformer", "explicit", 8)
+        state(Transformer, "explicit", 32),
+        4 * state(Transformer, "explicit", 8)
     );
     // generation: positions 1, 4, 8, 10 for each model; cumulative time increasing
-    for model in ["rwkv", "transformer"] {
-        let g: Vec<&Record> = rows
+    for model in [Rwkv, Transformer] {
+        let g: Vec<&ScalingRecord> = rows
             .iter()
-            .filter(|r| r.kind == "generate" && r.model == model)
+            .filter(|r| r.kind == Kind::Generate && r.model == model)
             .collect();
         assert_eq!(
             g.iter().map(|r| r.position).collect::<Vec<_>>(),
@@ -110,21 +114,21 @@ fn tiny_study_records_every_measurement() {
         assert_eq!(g[3].seq_len, 4 + 10);
     }
     // the params differ by model and match the models' own counts
-    let p = |m: &str| rows.iter().find(|r| r.model == m).unwrap().params;
+    let p = |m: Model| rows.iter().find(|r| r.model == m).unwrap().params;
     assert_eq!(
-        p("rwkv") as usize,
+        p(Rwkv) as usize,
         rwkv::RwkvConfig::rwkv4(19, 16, 1).num_params()
     );
-    assert!(p("transformer") > 0);
+    assert!(p(Transformer) > 0);
     // what was written is what was produced
-    assert_eq!(read_records(&path).unwrap(), rows);
+    assert_eq!(read_rows::<ScalingRecord>(&path).unwrap(), rows);
 }
 
 #[test]
 fn budget_skips_and_resume_continues_without_duplicates() {
     let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("records.csv");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("full");
     // a budget between the T=16 and T=32 transformer estimates skips only the largest
     let est = |t| {
         scaling::prefill_estimate(
@@ -135,34 +139,48 @@ fn budget_skips_and_resume_continues_without_duplicates() {
         )
     };
     let budget = (est(16) + est(32)) / 2;
-    let rows = run_into(&spec, &path, budget, false);
-    let over: Vec<&Record> = rows.iter().filter(|r| r.note.contains("budget")).collect();
+    let rows = run_into(&spec, &dir, budget, false);
+    let over: Vec<&ScalingRecord> = rows.iter().filter(|r| r.note.contains("budget")).collect();
     assert!(
         over.iter()
             .all(|r| r.estimate_bytes.unwrap() > budget && r.median_s.is_none())
     );
     assert!(
         over.iter()
-            .any(|r| r.model == "transformer" && r.seq_len == 32)
+            .any(|r| r.model == Transformer && r.seq_len == 32)
     );
-    // a new run into the same file is refused; a resumed one measures nothing new
-    assert!(RecordWriter::open(&path, false).is_err());
-    let again = run_into(&spec, &path, budget, true);
+    // a new run into the same folder is refused; a resumed one measures nothing new
+    let study = StudyDir::for_writing(&dir).unwrap();
+    let meta = lab_records::read_meta(&study.meta_path()).unwrap().unwrap();
+    assert!(
+        study
+            .start::<ScalingRecord>(meta, false, &lab_records::text_differences)
+            .is_err()
+    );
+    let again = run_into(&spec, &dir, budget, true);
     assert!(again.is_empty(), "{again:?}");
     // an interrupted run (only the first 4 rows on disk) resumes where it stopped
-    let partial = dir.path().join("partial.csv");
-    {
-        let (mut w, _) = RecordWriter::open(&partial, false).unwrap();
-        for r in &rows[..4] {
-            w.write(r).unwrap();
-        }
-    }
+    let partial = tmp.path().join("partial");
+    interrupted_copy(&dir, &partial, 4);
     let rest = run_into(&spec, &partial, budget, true);
-    let all = read_records(&partial).unwrap();
+    let all: Vec<ScalingRecord> = read_rows(&partial.join("records.csv")).unwrap();
     assert_eq!(all.len(), rows.len());
-    let keys: HashSet<String> = all.iter().map(Record::key).collect();
+    let keys: HashSet<String> = all.iter().map(Row::key).collect();
     assert_eq!(keys.len(), all.len(), "no duplicate measurement");
     assert_eq!(rest.len(), rows.len() - 4);
+}
+
+/// A copy of the study folder `from` as a run stopped after `rows` rows had been flushed.
+fn interrupted_copy(from: &Path, to: &Path, rows: usize) {
+    StudyDir::for_writing(to).unwrap();
+    std::fs::copy(from.join("meta.json"), to.join("meta.json")).unwrap();
+    let text = std::fs::read_to_string(from.join("records.csv")).unwrap();
+    let kept: String = text
+        .lines()
+        .take(1 + rows)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(to.join("records.csv"), kept).unwrap();
 }
 
 fn cli(args: &[&str], dir: &Path) -> (i32, String) {
@@ -267,10 +285,10 @@ fn cli_scale_writes_records_and_report() {
         assert!(study.join(f).is_file(), "{f}");
     }
     // the binary installs the counting allocator: every measured row has a peak
-    let rows = read_records(study.join("records.csv")).unwrap();
+    let rows: Vec<ScalingRecord> = read_rows(&study.join("records.csv")).unwrap();
     assert!(
         rows.iter()
-            .filter(|r| r.status == "ok")
+            .filter(|r| r.status == Status::Ok)
             .all(|r| r.peak_bytes.is_some_and(|p| p > 0)),
         "{rows:?}"
     );

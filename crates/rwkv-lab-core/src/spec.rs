@@ -105,6 +105,16 @@ pub enum Attention {
     Fused,
 }
 
+impl Attention {
+    /// `explicit` or `fused`, as in specs and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::Explicit => "explicit",
+            Attention::Fused => "fused",
+        }
+    }
+}
+
 /// Model sizes shared by both models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,12 +147,13 @@ pub struct PrefillSpec {
     pub max_seq_len: std::collections::BTreeMap<String, NonZeroUsize>,
 }
 
+/// Every formulation but the recurrent oracle, chunks of 64.
 fn default_formulations() -> Vec<Formulation> {
-    vec![
-        Formulation(rwkv::WkvMode::Parallel),
-        Formulation(rwkv::WkvMode::Chunked { len: 64 }),
-        Formulation(rwkv::WkvMode::Scan),
-    ]
+    rwkv::WkvMode::all(64)
+        .into_iter()
+        .filter(|m| *m != rwkv::WkvMode::Recurrent)
+        .map(Formulation)
+        .collect()
 }
 
 fn default_attention() -> Vec<Attention> {
@@ -319,10 +330,12 @@ impl ScalingSpec {
             .rwkv
             .iter()
             .map(|f| f.0.to_string())
-            .chain(self.prefill.transformer.iter().map(|a| match a {
-                Attention::Explicit => "explicit".to_string(),
-                Attention::Fused => "fused".to_string(),
-            }))
+            .chain(
+                self.prefill
+                    .transformer
+                    .iter()
+                    .map(|a| a.name().to_string()),
+            )
             .collect();
         if let Some(k) = self
             .prefill
@@ -349,6 +362,11 @@ impl ScalingSpec {
         Ok(())
     }
 
+    /// The resolved spec as YAML, as `meta.json` keeps it.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
+    }
+
     /// The memory budget in bytes, if set.
     pub fn memory_budget_bytes(&self) -> Option<u64> {
         self.memory_budget.as_deref().and_then(parse_bytes)
@@ -365,6 +383,17 @@ impl ScalingSpec {
         v.sort_unstable();
         v.dedup();
         v
+    }
+}
+
+/// The differences between two specs as `meta.json` keeps them (YAML), one per field named
+/// by its path (`model.d_model is 512 in the recorded run, 256 now`); line by line where
+/// either does not parse.
+pub fn spec_differences(recorded: &str, now: &str) -> Vec<String> {
+    let parse = |t: &str| serde_yaml::from_str::<serde_json::Value>(t).ok();
+    match (parse(recorded), parse(now)) {
+        (Some(a), Some(b)) => lab_records::value_differences(&a, &b),
+        _ => lab_records::text_differences(recorded, now),
     }
 }
 

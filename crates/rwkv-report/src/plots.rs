@@ -130,12 +130,13 @@ pub fn plot(
 ) -> Result<Vec<PathBuf>, ReportError> {
     register_font()?;
     let spec = spec(quantity);
-    let mut per_model: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut per_model: std::collections::HashMap<lab_records::Model, usize> =
+        std::collections::HashMap::new();
     let lines: Vec<Line> = series
         .iter()
         .map(|s| {
             let i = {
-                let n = per_model.entry(s.key.model.as_str()).or_insert(0);
+                let n = per_model.entry(s.key.model).or_insert(0);
                 *n += 1;
                 *n - 1
             };
