@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lab_records::provenance::{default_memory_budget, git_rev};
@@ -26,7 +26,9 @@ allocator), state or KV-cache size. Measurements estimated above the memory budg
 variant's max_seq_len in the spec, are recorded as skipped, never run.
 
 Rows are appended to OUT/records.csv and flushed one at a time: an interrupted run keeps what it \
-measured, and --resume continues it. When the run ends, plots and summary.md are rendered into \
+measured, and --resume continues it. OUT must be new, empty, or a study folder written by \
+rwkv-lab (it carries a .rwkv-lab-study file); any other folder is refused, and nothing is ever \
+deleted. When the run ends, plots and summary.md are rendered into \
 OUT from the records (`rwkv-lab report OUT` re-renders them).
 
 Examples:
@@ -58,7 +60,12 @@ pub struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
+#[command(after_help = "\
+Writes summary.md and the plots into DIR, which must be a study folder written by rwkv-lab \
+(any other folder is refused).
+
+Example:
+  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
 pub struct ReportArgs {
     /// A study folder holding records.csv (and meta.json).
     pub dir: PathBuf,
@@ -68,7 +75,8 @@ pub struct ReportArgs {
 #[command(after_help = "\
 Runs the quick equivalence check (verify --random in f32 and f64, and the shipped reference \
 checkpoint against its third-party outputs) and the quick scaling study, then prints where the \
-report is. Output: target/rwkv-lab/reproduce/ (replaced on each run).
+report is. Each run writes a new folder OUT/run-<UTC time>/ (the study in its scaling-quick/); \
+nothing in OUT is deleted or overwritten.
 
 Example:
   cargo run --release -- reproduce")]
@@ -76,9 +84,12 @@ pub struct ReproduceArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
-    /// Output folder.
+    /// Where the run folders go.
     #[arg(long, default_value = "target/rwkv-lab/reproduce")]
     pub out: PathBuf,
+    /// The scaling spec whose `quick:` section runs (default: experiments/scaling.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 struct ScaleJob<'a> {
@@ -305,13 +316,14 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
         println!("{} {label}", if pass { "PASS" } else { "FAIL" });
         ok &= pass;
     }
-    if args.out.exists() {
-        std::fs::remove_dir_all(&args.out)
-            .with_context(|| format!("clearing {}", args.out.display()))?;
-    }
+    // a new folder per run: earlier runs, and anything else in OUT, stay as they are
+    let run = StudyDir::fresh(&args.out, "run")?;
     let scale = ScaleArgs {
-        config: PathBuf::from("experiments/scaling.yaml"),
-        out: Some(args.out.join("scaling-quick")),
+        config: args
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("experiments/scaling.yaml")),
+        out: Some(run.path().join("scaling-quick")),
         quick: true,
         resume: false,
         memory_budget: None,

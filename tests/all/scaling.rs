@@ -332,3 +332,49 @@ fn cli_scale_writes_records_and_report() {
     assert_eq!(code, 0, "{err}");
     assert!(study.join("summary.md").is_file());
 }
+
+/// TINY with a `quick:` section (what `reproduce` runs).
+fn tiny_with_quick() -> String {
+    format!("{TINY}quick: {{ new_tokens: 6 }}\n")
+}
+
+#[test]
+fn cli_outputs_never_touch_files_they_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, tiny_with_quick()).unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("thesis.tex"), "\\section{mine}").unwrap();
+    let config = good.to_str().unwrap();
+
+    let (code, err) = cli(&["scale", "--config", config, "--out", "mine"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not made by rwkv-lab"), "{err}");
+    let (code, err) = cli(&["report", "mine"], dir.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a study folder"), "{err}");
+    // reproduce writes a new run folder inside, each time
+    for _ in 0..2 {
+        let (code, err) = cli(
+            &["reproduce", "--out", "mine", "--config", config],
+            dir.path(),
+        );
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(mine.join("thesis.tex")).unwrap(),
+        "\\section{mine}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&mine)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "thesis.tex");
+    for run in &names[..2] {
+        assert!(run.starts_with("run-"), "{run}");
+        assert!(mine.join(run).join("scaling-quick/summary.md").is_file());
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lab_records::{META_FILE, Meta, RECORDS_FILE, ScalingRecord, StudyKind};
+use lab_records::{Meta, ScalingRecord, StudyDir, StudyKind};
 use serde::Serialize;
 
 use crate::analysis::Analysis;
@@ -48,10 +48,14 @@ pub fn load_records(path: &Path) -> Result<Vec<ScalingRecord>, ReportError> {
 /// Renders the report of the study in `dir`: reads `dir/records.csv` and (when there)
 /// `dir/meta.json`; writes `dir/summary.md` and the eight plot files; returns what it wrote
 /// with the fits and crossovers.
+///
+/// `dir` must be a study folder (see [`StudyDir::open`]): a report never writes its files
+/// into a folder rwkv-lab did not make.
 pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
-    let meta = lab_records::read_meta(&dir.join(META_FILE))?;
+    let study = StudyDir::open(dir)?;
+    let meta = study.read_meta()?;
     match meta.as_ref().map(|m| m.kind).unwrap_or_default() {
-        StudyKind::Scaling => render_scaling(dir, meta),
+        StudyKind::Scaling => render_scaling(&study, meta),
         kind => Err(ReportError::UnsupportedKind {
             path: dir.to_path_buf(),
             kind,
@@ -59,11 +63,11 @@ pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
     }
 }
 
-fn render_scaling(dir: &Path, meta: Option<Meta>) -> Result<RenderOutput, ReportError> {
-    let records = load_records(&dir.join(RECORDS_FILE))?;
+fn render_scaling(study: &StudyDir, meta: Option<Meta>) -> Result<RenderOutput, ReportError> {
+    let records: Vec<ScalingRecord> = study.read_rows()?;
     let analysis = Analysis::new(&records);
-    let plots = plot_all(dir, &analysis.series, &analysis.fits)?;
-    let summary = dir.join("summary.md");
+    let plots = plot_all(study.path(), &analysis.series, &analysis.fits)?;
+    let summary = study.file("summary.md");
     let text = render_summary(&records, meta.as_ref(), &analysis);
     std::fs::write(&summary, text).map_err(|e| ReportError::Io {
         path: summary.clone(),

@@ -4,7 +4,9 @@ use std::fs;
 use std::path::Path;
 
 use lab_records::Model::{Rwkv, Transformer};
-use lab_records::{Conditions, Kind, Measurement, Model, ParamCount, RecordsError, Status};
+use lab_records::{
+    Conditions, Kind, Measurement, Model, ParamCount, RecordsError, Status, StudyDir,
+};
 use rwkv_report::{CrossoverKind, Meta, Quantity, ReportError, ScalingRecord, Verdict, render};
 
 fn base(kind: Kind, model: Model, method: &str, seq_len: usize, position: usize) -> ScalingRecord {
@@ -92,6 +94,13 @@ fn synthetic() -> Vec<ScalingRecord> {
     rs
 }
 
+/// A temporary study folder (marked as made by rwkv-lab).
+fn study_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    StudyDir::for_writing(dir.path()).unwrap();
+    dir
+}
+
 fn write_csv(dir: &Path, records: &[ScalingRecord]) {
     let mut w = csv::Writer::from_path(dir.join("records.csv")).unwrap();
     for r in records {
@@ -118,7 +127,7 @@ fn exponent(md: &str, measurement: &str, series: &str) -> f64 {
 
 #[test]
 fn renders_summary_and_plots() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     write_csv(dir.path(), &synthetic());
     let meta = Meta {
         command: "rwkv-lab study run experiments/scaling.yaml --out runs/scaling".into(),
@@ -293,7 +302,7 @@ fn renders_summary_and_plots() {
 
 #[test]
 fn meta_is_optional() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     write_csv(dir.path(), &synthetic());
     let out = render(dir.path()).unwrap();
     assert!(!out.has_meta);
@@ -306,7 +315,7 @@ fn meta_is_optional() {
 
 #[test]
 fn only_skipped_rows_still_render() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     let skipped: Vec<ScalingRecord> = [1024usize, 2048, 4096]
         .into_iter()
         .map(|t| ScalingRecord {
@@ -331,7 +340,7 @@ fn only_skipped_rows_still_render() {
 
 #[test]
 fn errors_name_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     let csv = dir.path().join("records.csv");
 
     let e = render(dir.path()).unwrap_err();
@@ -399,4 +408,25 @@ fn errors_name_the_file() {
             && e.to_string().contains("meta.json"),
         "{e}"
     );
+}
+
+#[test]
+fn foreign_folders_are_refused_and_left_alone() {
+    // A folder rwkv-lab did not make, even one holding a records.csv: nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("thesis.tex"), "mine").unwrap();
+    write_csv(dir.path(), &synthetic());
+    fs::write(dir.path().join("summary.md"), "my notes").unwrap();
+    let e = render(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, ReportError::Records(RecordsError::NotAStudy { .. }))
+            && e.to_string().contains("not a study folder"),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("summary.md")).unwrap(),
+        "my notes"
+    );
+    assert!(!dir.path().join("prefill_time.png").exists());
+    assert!(render(&dir.path().join("missing")).is_err());
 }
