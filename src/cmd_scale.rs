@@ -36,9 +36,10 @@ Examples:
   rwkv-lab scale --config experiments/scaling.yaml --out reports/scaling/ndarray-mybox
   rwkv-lab scale --config experiments/scaling.yaml --resume")]
 pub struct ScaleArgs {
-    /// The study spec (YAML).
-    #[arg(long, default_value = "experiments/scaling.yaml")]
-    pub config: PathBuf,
+    /// The study spec (YAML); default: the shipped experiments/scaling.yaml, built into the
+    /// binary (so the command works from any folder).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Output folder (default: reports/scaling/<backend>-<machine>[-quick]).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -87,7 +88,8 @@ pub struct ReproduceArgs {
     /// Where the run folders go.
     #[arg(long, default_value = "target/rwkv-lab/reproduce")]
     pub out: PathBuf,
-    /// The scaling spec whose `quick:` section runs (default: experiments/scaling.yaml).
+    /// The scaling spec whose `quick:` section runs (default: the shipped
+    /// experiments/scaling.yaml, built into the binary).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
@@ -188,6 +190,24 @@ fn say(bar: &ProgressBar, line: &str) {
     }
 }
 
+/// The shipped scaling spec, built in: `scale` and `reproduce` work from any folder.
+const SHIPPED_SPEC: &str = include_str!("../experiments/scaling.yaml");
+const SHIPPED_SPEC_NAME: &str = "experiments/scaling.yaml (built in)";
+
+/// The shipped reference checkpoint and its third-party outputs (see the fixture's
+/// README), built in for `reproduce`; about 190 KB.
+const FIXTURE: [(&str, &[u8]); 2] = [
+    (
+        "model.pth",
+        include_bytes!("../tests/fixtures/reference-tiny/model.pth"),
+    ),
+    (
+        "reference.safetensors",
+        include_bytes!("../tests/fixtures/reference-tiny/reference.safetensors"),
+    ),
+];
+const FIXTURE_NAME: &str = "tests/fixtures/reference-tiny";
+
 /// The source tree this binary was built from: its git revision is the measuring code's.
 fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -196,7 +216,10 @@ fn repo_dir() -> &'static Path {
 /// Runs a study; returns the output folder.
 pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
     crate::backend::ensure_available(args.backend, args.dtype)?;
-    let mut spec = ScalingSpec::load(&args.config)?;
+    let mut spec = match &args.config {
+        Some(path) => ScalingSpec::load(path)?,
+        None => ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME)?,
+    };
     if args.quick {
         spec = spec.quick();
     }
@@ -287,42 +310,39 @@ fn verify_args(
 /// `reproduce`: quick equivalence checks, then the quick scaling study.
 pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
     let mut ok = true;
-    let fixture = Path::new("tests/fixtures/reference-tiny");
-    let mut checks: Vec<(String, VerifyArgs)> = [Dtype::F32, Dtype::F64]
-        .into_iter()
-        .map(|d| {
-            let label = format!("verify --random --dtype {}", d.name());
-            (label, verify_args(args.backend, d, None))
-        })
-        .collect();
-    if fixture.join("model.pth").is_file() {
-        let (model, reference) = (
+    // a new folder per run: earlier runs, and anything else in OUT, stay as they are
+    let run = StudyDir::fresh(&args.out, "run")?;
+    // the built-in fixture, copied into the run folder: every check runs from any folder
+    let fixture = run.file("reference-tiny");
+    std::fs::create_dir(&fixture).map_err(|e| anyhow::anyhow!("{}: {e}", fixture.display()))?;
+    for (name, bytes) in FIXTURE {
+        let path = fixture.join(name);
+        std::fs::write(&path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    let mut checks: Vec<(String, VerifyArgs)> = Vec::new();
+    for d in [Dtype::F32, Dtype::F64] {
+        let label = format!("verify --random --dtype {}", d.name());
+        checks.push((label, verify_args(args.backend, d, None)));
+    }
+    for d in [Dtype::F32, Dtype::F64] {
+        // labelled with the repository's paths: the same files, as a user would name them
+        let label = format!(
+            "verify --checkpoint {FIXTURE_NAME}/model.pth --reference {FIXTURE_NAME}/reference.safetensors --dtype {}",
+            d.name()
+        );
+        let pair = (
             fixture.join("model.pth"),
             fixture.join("reference.safetensors"),
         );
-        for d in [Dtype::F32, Dtype::F64] {
-            let label = format!(
-                "verify --checkpoint {} --reference {} --dtype {}",
-                model.display(),
-                reference.display(),
-                d.name()
-            );
-            let pair = Some((model.clone(), reference.clone()));
-            checks.push((label, verify_args(args.backend, d, pair)));
-        }
+        checks.push((label, verify_args(args.backend, d, Some(pair))));
     }
     for (label, v) in checks {
         let pass = crate::cmd_verify::run_quiet(v)?;
         println!("{} {label}", if pass { "PASS" } else { "FAIL" });
         ok &= pass;
     }
-    // a new folder per run: earlier runs, and anything else in OUT, stay as they are
-    let run = StudyDir::fresh(&args.out, "run")?;
     let scale = ScaleArgs {
-        config: args
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("experiments/scaling.yaml")),
+        config: args.config.clone(),
         out: Some(run.path().join("scaling-quick")),
         quick: true,
         resume: false,
@@ -339,6 +359,13 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
 mod tests {
     use super::*;
     use clap::FromArgMatches;
+
+    #[test]
+    fn shipped_spec_is_built_in_and_has_a_quick_profile() {
+        let spec = ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME).unwrap();
+        assert!(spec.quick.is_some());
+        assert!(FIXTURE.iter().all(|(_, bytes)| bytes.len() > 1000));
+    }
 
     /// `reproduce` builds verify's arguments itself: they must be the command's defaults.
     #[test]

@@ -183,16 +183,25 @@ fn interrupted_copy(from: &Path, to: &Path, rows: usize) {
     std::fs::write(to.join("records.csv"), kept).unwrap();
 }
 
-fn cli(args: &[&str], dir: &Path) -> (i32, String) {
+/// Runs the binary in `dir`: exit code, stdout, stderr.
+fn cli_out(args: &[&str], dir: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        text(&out.stdout),
+        text(&out.stderr),
     )
+}
+
+/// Runs the binary in `dir`: exit code and stderr.
+fn cli(args: &[&str], dir: &Path) -> (i32, String) {
+    let (code, _, err) = cli_out(args, dir);
+    (code, err)
 }
 
 #[test]
@@ -377,4 +386,42 @@ fn cli_outputs_never_touch_files_they_did_not_create() {
         assert!(run.starts_with("run-"), "{run}");
         assert!(mine.join(run).join("scaling-quick/summary.md").is_file());
     }
+}
+
+#[test]
+fn cli_defaults_work_from_any_folder() {
+    // A folder without the repository's experiments/ or tests/fixtures/.
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, tiny_with_quick()).unwrap();
+    let (code, out, err) = cli_out(
+        &[
+            "reproduce",
+            "--out",
+            "o",
+            "--config",
+            good.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let checks: Vec<&str> = out.lines().filter(|l| l.contains(" verify ")).collect();
+    assert_eq!(checks.len(), 4, "{out}");
+    assert!(checks.iter().all(|l| l.starts_with("PASS ")), "{out}");
+    assert_eq!(
+        checks.iter().filter(|l| l.contains("--checkpoint")).count(),
+        2,
+        "{out}"
+    );
+    // the built-in spec: a budget of one byte skips every measurement, so this is quick
+    let (code, err) = cli(
+        &["scale", "--quick", "--memory-budget", "1", "--out", "q"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let meta = std::fs::read_to_string(dir.path().join("q/meta.json")).unwrap();
+    assert!(
+        meta.contains("d_model: 256") && meta.contains("seq_lens"),
+        "{meta}"
+    );
 }
