@@ -17,7 +17,7 @@
 //! | [`WkvMode::Recurrent`] | `recurrent.rs` | O(T·C) sequential tensor ops | the oracle: token by token, max-tracking |
 //! | [`WkvMode::Parallel`] | `parallel.rs` | O(T²·C) time and memory | the exact softmax form over `[T, T]` |
 //! | [`WkvMode::Chunked`] | `chunked.rs` | O(T·len·C) | softmax inside blocks, state carried between blocks |
-//! | [`WkvMode::Scan`] | `scan.rs` | O(T·C), one fused pass | custom kernel with its own backward |
+//! | [`WkvMode::Scan`] | `scan/` | O(T·C), one fused pass | custom kernel with its own backward |
 //!
 //! All take `(w, u, k, v, Option<WkvState>)` and return `(y, WkvState)` with the same
 //! meaning; the tests prove they agree on outputs, final state and gradients.
