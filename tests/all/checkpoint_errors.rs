@@ -265,6 +265,37 @@ fn not_a_checkpoint_says_what_it_looks_like() {
     }
 }
 
+/// Token-shift mixes are `[1, 1, C]` in the shipped files; `[C]` and `[1, C]` load to the
+/// same tensors, any other shape is refused.
+#[test]
+fn mixes_load_in_any_of_their_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = load(fixture("model.safetensors")).unwrap();
+    for (name, shape) in [("flat", vec![32]), ("row", vec![1, 32])] {
+        let p = edited(dir.path(), name, |t| {
+            for (n, _, s, _) in t.iter_mut() {
+                if n.contains("time_mix_") {
+                    *s = shape.clone();
+                }
+            }
+        });
+        let ckpt = load(&p).unwrap();
+        assert_eq!(ckpt.tensors, base.tensors, "{name}");
+    }
+    let p = edited(dir.path(), "column", |t| {
+        for (n, _, s, _) in t.iter_mut() {
+            if n == "rwkv.blocks.0.attention.time_mix_key" {
+                *s = vec![32, 1];
+            }
+        }
+    });
+    assert_clear(
+        &p,
+        load(&p).unwrap_err(),
+        "`rwkv.blocks.0.attention.time_mix_key` has shape [32, 1], expected [1, 1, 32]",
+    );
+}
+
 #[test]
 fn missing_key() {
     let dir = tempfile::tempdir().unwrap();
