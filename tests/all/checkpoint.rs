@@ -43,6 +43,16 @@ fn both_formats_load_to_the_same_tensors() {
     }
 }
 
+/// torch.save's legacy (non-zip) format reads like the zip one.
+#[test]
+fn legacy_pth_loads_like_the_zip() {
+    let zip = load(fixture("model.pth")).unwrap();
+    let legacy = load(fixture("model-legacy.pth")).unwrap();
+    assert_eq!(legacy.format, Format::BlinkDlPth);
+    assert_eq!(legacy.config, zip.config);
+    assert_eq!(legacy.tensors, zip.tensors);
+}
+
 fn check_reference<B: rwkv::WkvBackend>(
     file: &str,
     tol: RefTolerances,

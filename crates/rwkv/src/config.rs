@@ -164,6 +164,39 @@ impl RwkvConfig {
         }
     }
 
+    /// Checks a batch of token ids, row-major `[batch, time]`: `B ≥ 1`, `T ≥ 1`, `B·T` ids,
+    /// each in `0..V`. This is the one token check of the crate: [`crate::Rwkv::forward`]
+    /// and [`crate::Rwkv::step`] call it; a caller holding ids on the host (a prompt, a
+    /// reference file, CLI input) can call it before building tensors (for one sequence,
+    /// `[1, ids.len()]`).
+    ///
+    /// # Errors
+    /// [`RwkvError::EmptyBatch`], [`RwkvError::EmptySequence`], [`RwkvError::Shape`] when
+    /// the count is not `B·T`, or [`RwkvError::TokenOutOfRange`] naming the first bad id.
+    pub fn check_tokens(&self, ids: &[i64], [batch, time]: [usize; 2]) -> crate::error::Result<()> {
+        crate::error::check_batch_time(batch, time)?;
+        if Some(ids.len()) != batch.checked_mul(time) {
+            return Err(RwkvError::Shape {
+                what: "tokens".into(),
+                expected: vec![batch, time],
+                got: vec![ids.len()],
+            });
+        }
+        let vocab_size = self.vocab_size;
+        match ids
+            .iter()
+            .position(|&t| t < 0 || t as u64 >= vocab_size as u64)
+        {
+            Some(i) => Err(RwkvError::TokenOutOfRange {
+                token: ids[i],
+                batch: i / time,
+                position: i % time,
+                vocab_size,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Number of trainable parameters: `2VC + 13C²L + C(11L + 4)` for RWKV-4 with F = 4C
     /// (in general `2VC + L(4C² + 2CF + C²) + C(11L + 4)`, with `ln0` counted as 2C).
     pub fn num_params(&self) -> usize {
