@@ -351,13 +351,7 @@ fn print_table(r: &VerifyReport) {
     let layers: Vec<String> = c
         .layers
         .iter()
-        .map(|l| {
-            format!(
-                "{:.1} + {:.2}",
-                l.max_k,
-                l.max_u
-            )
-        })
+        .map(|l| format!("{:.1} + {:.2}", l.max_k, l.max_u))
         .collect();
     println!(
         "conditioning: K = Σ_l (6·√C + max|k_l| + max|u_l|) = {:.1}   (6·√C = {:.1}; max|k_l| + max|u_l| per layer: {}; max|w|·(T-1) up to {:.3e})",

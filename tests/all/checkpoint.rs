@@ -56,9 +56,13 @@ pub fn reference_rows<B: rwkv::WkvBackend>(
         ref_tol,
         ..VerifyOptions::default()
     };
-    let report =
-        verify_checkpoint::<B>(&Default::default(), ckpt, Inputs::Reference(&reference), &opts)
-            .unwrap();
+    let report = verify_checkpoint::<B>(
+        &Default::default(),
+        ckpt,
+        Inputs::Reference(&reference),
+        &opts,
+    )
+    .unwrap();
     report
         .comparisons
         .into_iter()

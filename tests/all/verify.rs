@@ -293,7 +293,10 @@ fn fixed_tolerances_apply() {
             ..VerifyOptions::default()
         };
         let e = verify_random::<F32>(&Default::default(), &model, &tokens, &opts).unwrap_err();
-        assert!(matches!(e, VerifyError::Invalid { field: "tol", .. }), "{e}");
+        assert!(
+            matches!(e, VerifyError::Invalid { field: "tol", .. }),
+            "{e}"
+        );
     }
 }
 
@@ -382,8 +385,13 @@ fn an_oversized_model_is_refused_before_allocating() {
         d_model: 1 << 62,
         ..small.clone()
     };
-    let e = verify_random::<F32>(&Default::default(), &huge, &tokens, &VerifyOptions::default())
-        .unwrap_err();
+    let e = verify_random::<F32>(
+        &Default::default(),
+        &huge,
+        &tokens,
+        &VerifyOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("d_model"), "{e}");
     assert!(!e.to_string().contains("d_ffn"), "{e}");
 }
@@ -442,7 +450,13 @@ fn an_over_budget_formulation_is_skipped() {
     assert_eq!(r.skipped, 4); // parallel vs recurrent and vs the oracle, logits and state
     assert_eq!(skipped.len(), 4);
     assert!(skipped.iter().all(|c| c.a == "parallel" && !c.pass));
-    assert!(skipped[0].reason.as_deref().unwrap().contains("memory budget"));
+    assert!(
+        skipped[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("memory budget")
+    );
     assert_eq!(r.passed + r.failed + r.skipped, r.comparisons.len());
 }
 
@@ -509,7 +523,14 @@ fn options_that_do_not_apply_are_rejected() {
         "--batch applies to random tokens",
     );
     assert_usage_error(
-        &["verify", "--random", "--seq-len", "8", "--random-tokens", "9"],
+        &[
+            "verify",
+            "--random",
+            "--seq-len",
+            "8",
+            "--random-tokens",
+            "9",
+        ],
         "give one",
     );
     for value in ["-1", "0", "nan", "inf"] {
@@ -537,7 +558,14 @@ fn options_that_do_not_apply_are_rejected() {
 #[test]
 fn oversized_requests_fail_fast_with_the_reason() {
     assert_usage_error(
-        &["verify", "--random", "--d-model", "100000", "--vocab", "10000000"],
+        &[
+            "verify",
+            "--random",
+            "--d-model",
+            "100000",
+            "--vocab",
+            "10000000",
+        ],
         "memory budget",
     );
     assert_usage_error(
@@ -606,12 +634,23 @@ fn cli_shows_skipped_formulations_and_bounds() {
     }
     let c = &v["comparisons"][0];
     for k in [
-        "a", "b", "quantity", "max_abs", "rel_rms", "max_ref", "tol", "criterion", "pass",
-        "status", "bound",
+        "a",
+        "b",
+        "quantity",
+        "max_abs",
+        "rel_rms",
+        "max_ref",
+        "tol",
+        "criterion",
+        "pass",
+        "status",
+        "bound",
     ] {
         assert!(c.get(k).is_some(), "{k}");
     }
-    for k in ["factor_a", "eps_a", "growth_a", "factor_b", "eps_b", "growth_b", "kappa"] {
+    for k in [
+        "factor_a", "eps_a", "growth_a", "factor_b", "eps_b", "growth_b", "kappa",
+    ] {
         assert!(c["bound"].get(k).is_some(), "{k}");
     }
     assert!(v["conditioning"]["layers"][0]["max_k"].as_f64().unwrap() > 0.0);

@@ -53,7 +53,10 @@ pub struct RunView<'a> {
 /// arrays are present (their shapes were checked by [`Reference::check`]).
 pub fn reference_canonical_state(r: &Reference, n_layers: usize) -> Option<Vec<f64>> {
     let s: Vec<&[f64]> = (0..5)
-        .map(|i| r.get(&format!("final_state_{i}")).map(|t| t.data.as_slice()))
+        .map(|i| {
+            r.get(&format!("final_state_{i}"))
+                .map(|t| t.data.as_slice())
+        })
         .collect::<Option<_>>()?;
     let (b, l) = (r.batch, n_layers);
     let c = s[0].len() / (b * l).max(1);
@@ -91,7 +94,11 @@ fn part_key(part: usize) -> &'static str {
 fn state_part(state: &[f64], n_layers: usize, part: usize) -> Vec<f64> {
     let n = state.len() / (4 * n_layers).max(1);
     (0..n_layers)
-        .flat_map(|l| state[(4 * l + part) * n..(4 * l + part + 1) * n].iter().copied())
+        .flat_map(|l| {
+            state[(4 * l + part) * n..(4 * l + part + 1) * n]
+                .iter()
+                .copied()
+        })
         .collect()
 }
 

@@ -275,7 +275,11 @@ pub fn conditioning<B: WkvBackend>(
         let (y, _) = block.forward(x, layer, mode)?;
         x = y;
     }
-    Ok(Conditioning::from_layers(time, model.config.d_model, layers))
+    Ok(Conditioning::from_layers(
+        time,
+        model.config.d_model,
+        layers,
+    ))
 }
 
 // ---------------------------------------------------------------------------------------

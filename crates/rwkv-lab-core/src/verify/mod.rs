@@ -41,6 +41,10 @@ use rwkv_checkpoint::verify::{RunView, compare_split, compare_whole, reference_c
 use rwkv_checkpoint::{Checkpoint, CheckpointError, RefTolerances, Reference};
 use serde::Serialize;
 
+mod plan;
+
+pub use plan::{Dims, MemoryPlan, RunEstimate, checked_params, plan};
+
 /// The float64 CPU oracle every other run is compared with.
 type Oracle = NdArray<f64>;
 
@@ -220,48 +224,6 @@ pub struct ModelInfo {
     pub seed: Option<u64>,
 }
 
-/// Estimated memory of one run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunEstimate {
-    /// Run name (as in the comparisons' `a`), or `model`, `oracle`.
-    pub name: String,
-    /// Peak bytes while it runs, everything resident included (None: overflows).
-    pub bytes: Option<u64>,
-    /// Whether it fits the budget.
-    pub fits: bool,
-}
-
-/// The memory estimate of a verification, made before anything is allocated.
-#[derive(Debug, Clone, Serialize)]
-pub struct MemoryPlan {
-    /// The budget.
-    pub budget: u64,
-    /// Bytes per element of the run's float type.
-    pub element_bytes: u64,
-    /// The model's parameters.
-    pub model: Option<u64>,
-    /// Every run, in order (the float64 oracle first when there is one).
-    pub runs: Vec<RunEstimate>,
-}
-
-impl MemoryPlan {
-    /// The estimate of a run by name.
-    pub fn get(&self, name: &str) -> Option<&RunEstimate> {
-        self.runs.iter().find(|r| r.name == name)
-    }
-
-    fn skip_reason(&self, name: &str) -> Option<String> {
-        let r = self.get(name)?;
-        (!r.fits).then(|| {
-            format!(
-                "estimated {} > memory budget {}",
-                show_bytes(r.bytes),
-                lab_util::fmt_bytes(self.budget as f64)
-            )
-        })
-    }
-}
-
 /// The result of a verification (the `--json` output of `rwkv-lab verify`).
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -298,142 +260,6 @@ pub struct VerifyReport {
     pub skipped: usize,
     /// Every comparison.
     pub comparisons: Vec<Comparison>,
-}
-
-// ---------------------------------------------------------------------------------------
-// Memory estimate (checked arithmetic; None means "beyond u64")
-
-fn mul(xs: &[u64]) -> Option<u64> {
-    xs.iter().try_fold(1u64, |a, &x| a.checked_mul(x))
-}
-
-fn add(xs: &[Option<u64>]) -> Option<u64> {
-    xs.iter().try_fold(0u64, |a, x| a.checked_add((*x)?))
-}
-
-/// Parameter count `2VC + L(5C² + 2CF) + 11LC + 4C` with checked arithmetic (RWKV-4 with
-/// `ln0`; see [`RwkvConfig::num_params`]).
-pub fn checked_params(vocab: usize, c: usize, layers: usize, ffn: usize) -> Option<u64> {
-    let (v, c, l, f) = (vocab as u64, c as u64, layers as u64, ffn as u64);
-    let per_layer = add(&[mul(&[5, c, c]), mul(&[2, c, f]), mul(&[11, c])]);
-    add(&[mul(&[2, v, c]), per_layer.and_then(|p| p.checked_mul(l)), mul(&[4, c])])
-}
-
-/// Dimensions the estimate needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dims {
-    /// V.
-    pub vocab: usize,
-    /// C.
-    pub d_model: usize,
-    /// L.
-    pub n_layers: usize,
-    /// F.
-    pub d_ffn: usize,
-    /// B.
-    pub batch: usize,
-    /// T.
-    pub time: usize,
-    /// Chunk length.
-    pub chunk_len: usize,
-}
-
-/// Working memory of one whole-sequence pass in `mode` (bytes, element size `e`): the
-/// activations of a block (about 16 `[B, T, C]` and 3 `[B, T, F]` tensors live at once),
-/// the logits and their host copy, and what the WKV formulation adds: `[B, C, T, T]` logits
-/// (parallel, about 4 live), `[B, C, T, L]` (chunked), `[B, T, C]` (recurrent, scan).
-fn pass_bytes(d: Dims, mode: Option<WkvMode>, e: u64) -> Option<u64> {
-    let (b, t, c, f, v) = (
-        d.batch as u64,
-        d.time as u64,
-        d.d_model as u64,
-        d.d_ffn as u64,
-        d.vocab as u64,
-    );
-    let act = mul(&[b, t, add(&[mul(&[16, c]), mul(&[3, f]), mul(&[2, v])])?, e]);
-    let host = mul(&[b, t, v, e + 8]); // into_data copy, then f64 conversion
-    let wkv = match mode {
-        Some(WkvMode::Parallel) => mul(&[4, b, c, t, t, e]),
-        Some(WkvMode::Chunked { len }) => mul(&[4, b, c, t, (len as u64).min(t), e]),
-        Some(WkvMode::Recurrent) => mul(&[8, b, t, c, e]),
-        Some(WkvMode::Scan) => mul(&[6, b, t, c, e]),
-        // RNN mode: one token per step, the T logits [B, V] stacked at the end
-        None => mul(&[2, b, t, v, e]),
-    };
-    add(&[act, host, wkv])
-}
-
-/// The memory plan of a verification: model, the float64 oracle (when `oracle`), and
-/// every run by name, each with everything resident at that time (the model, the host
-/// copies of the recurrent run's and the oracle's outputs).
-pub fn plan(d: Dims, element_bytes: u64, oracle: bool, budget: u64) -> MemoryPlan {
-    let e = element_bytes;
-    let params = checked_params(d.vocab, d.d_model, d.n_layers, d.d_ffn);
-    // building a model holds the largest parameter as f64 on the host, twice, while converting
-    let largest = mul(&[
-        (d.vocab.max(d.d_ffn) as u64),
-        d.d_model as u64,
-        16 + element_bytes,
-    ]);
-    let model = params.and_then(|p| p.checked_mul(e));
-    let logits_host = mul(&[d.batch as u64, d.time as u64, d.vocab as u64, 8]);
-    let state_host = mul(&[4, d.batch as u64, d.d_model as u64, d.n_layers as u64, 8]);
-    let output = add(&[logits_host, state_host]);
-    let fits = |b: Option<u64>| b.is_some_and(|b| b <= budget);
-    let mut runs = Vec::new();
-    let mut resident = vec![];
-    if oracle {
-        let model64 = params.and_then(|p| p.checked_mul(8));
-        let bytes = add(&[
-            model64,
-            mul(&[(d.vocab.max(d.d_ffn) as u64), d.d_model as u64, 24]),
-            pass_bytes(d, Some(WkvMode::Recurrent), 8),
-        ]);
-        runs.push(RunEstimate {
-            name: ORACLE.into(),
-            bytes,
-            fits: fits(bytes),
-        });
-        if fits(bytes) {
-            resident.push(output);
-        }
-    }
-    resident.push(model);
-    runs.push(RunEstimate {
-        name: "model".into(),
-        bytes: add(&[add(&resident), largest]),
-        fits: fits(add(&[add(&resident), largest])),
-    });
-    // the recurrent run's output stays for the comparisons
-    let base = add(&[add(&resident), pass_bytes(d, Some(WkvMode::Recurrent), e)]);
-    runs.push(RunEstimate {
-        name: WkvMode::Recurrent.to_string(),
-        bytes: base,
-        fits: fits(base),
-    });
-    resident.push(output);
-    let chunked = WkvMode::Chunked { len: d.chunk_len };
-    let mut named: Vec<(String, Option<WkvMode>)> = [WkvMode::Parallel, chunked, WkvMode::Scan]
-        .iter()
-        .map(|m| (m.to_string(), Some(*m)))
-        .collect();
-    named.push(("rnn".into(), None));
-    // the conditioning pass: the chunked form plus one layer's keys
-    named.push(("conditioning".into(), Some(chunked)));
-    for (name, mode) in named {
-        let bytes = add(&[add(&resident), pass_bytes(d, mode, e), output]);
-        runs.push(RunEstimate {
-            name,
-            bytes,
-            fits: fits(bytes),
-        });
-    }
-    MemoryPlan {
-        budget,
-        element_bytes,
-        model,
-        runs,
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -611,23 +437,199 @@ impl Run {
     }
 }
 
-/// The comparisons of a verification, grouped so that the report lists them in a stable
-/// order: runs against the recurrence, against the oracle, against the reference arrays,
-/// against `logits_split`.
-#[derive(Default)]
-struct Rows {
+/// What every run is compared with, and the comparisons so far, grouped so that the report
+/// lists them in a stable order: runs against the recurrence, against the oracle, against
+/// the reference arrays, against `logits_split`.
+struct Comparer<'a> {
+    opts: &'a VerifyOptions,
+    cond: &'a Conditioning,
+    /// Element type of the run: `f32` or `f64`.
+    eps_run: f64,
+    /// The recurrent run on the same backend.
+    base: &'a RunOutput,
+    /// The float64 oracle's output, or why it was skipped (None: the run is the oracle).
+    oracle: Option<&'a Result<RunOutput, String>>,
+    reference: Option<&'a Reference>,
+    /// The reference's final state in canonical order, when it has one.
+    reference_state: Option<Vec<f64>>,
+    n_layers: usize,
     internal: Vec<Comparison>,
-    oracle: Vec<Comparison>,
-    reference: Vec<Comparison>,
-    split: Vec<Comparison>,
+    vs_oracle: Vec<Comparison>,
+    vs_reference: Vec<Comparison>,
+    vs_split: Vec<Comparison>,
 }
 
-fn verify_subject<B: WkvBackend>(
-    device: &B::Device,
-    subject: &Subject<'_>,
-    inputs: Inputs<'_>,
-    opts: &VerifyOptions,
-) -> Result<VerifyReport, VerifyError> {
+impl Comparer<'_> {
+    fn precision(&self, alg: Algorithm) -> Precision {
+        Precision {
+            eps: self.eps_run,
+            algorithm: alg,
+        }
+    }
+
+    /// A fixed `--tol`, or the bound between this run and `other`.
+    fn between(&self, kind: QuantityKind, alg: Algorithm, other: Precision) -> Tolerance {
+        match self.opts.tol {
+            Some(t) => Tolerance::Scaled(t),
+            None => Tolerance::Derived(Bound::new(kind, self.precision(alg), other, self.cond)),
+        }
+    }
+
+    fn ref_tol(&self) -> RefTolerances {
+        match self.opts.ref_tol {
+            Some(t) => RefTolerances::Uniform(t),
+            None => RefTolerances::Derived,
+        }
+    }
+
+    /// Logits and state of `out` against `theirs`, or two skipped rows.
+    fn pair(
+        &self,
+        name: &str,
+        b: &str,
+        alg: Algorithm,
+        other: Precision,
+        out: Result<&RunOutput, &str>,
+        theirs: &RunOutput,
+    ) -> [Comparison; 2] {
+        match out {
+            Ok(out) => [
+                Comparison::new(
+                    name,
+                    b,
+                    "logits",
+                    &out.logits,
+                    &theirs.logits,
+                    self.between(QuantityKind::Logits, alg, other),
+                ),
+                Comparison::new(
+                    name,
+                    b,
+                    "state",
+                    &out.state,
+                    &theirs.state,
+                    self.between(QuantityKind::State, alg, other),
+                ),
+            ],
+            Err(reason) => ["logits", "state"].map(|q| Comparison::skipped(name, b, q, reason)),
+        }
+    }
+
+    /// Every comparison of one whole-sequence run (`out` is the reason when it was skipped).
+    fn whole(&mut self, run: Run, out: Result<&RunOutput, &str>) {
+        let (name, alg) = (run.name(), run.algorithm());
+        let rec = WkvMode::Recurrent.to_string();
+        if !matches!(run, Run::Gpt(WkvMode::Recurrent)) {
+            let rows = self.pair(
+                &name,
+                &rec,
+                alg,
+                self.precision(Algorithm::Recurrent),
+                out,
+                self.base,
+            );
+            self.internal.extend(rows);
+        }
+        match self.oracle {
+            None => {}
+            Some(Err(reason)) => self
+                .vs_oracle
+                .extend(["logits", "state"].map(|q| Comparison::skipped(&name, ORACLE, q, reason))),
+            Some(Ok(o)) => {
+                let out = out.map_err(|_| "its run was skipped");
+                let rows = self.pair(
+                    &name,
+                    ORACLE,
+                    alg,
+                    Precision::f64(Algorithm::Recurrent),
+                    out,
+                    o,
+                );
+                self.vs_oracle.extend(rows);
+            }
+        }
+        let Some(r) = self.reference else { return };
+        if matches!(run, Run::Split(..)) {
+            return; // split at T/2, not where the reference split
+        }
+        match out {
+            Ok(out) => self.vs_reference.extend(compare_whole(
+                RunView {
+                    name: &name,
+                    output: out,
+                    precision: self.precision(alg),
+                },
+                r,
+                self.reference_state.as_deref(),
+                self.n_layers,
+                self.cond,
+                self.ref_tol(),
+            )),
+            Err(reason) => {
+                for (key, quantity) in reference_keys(r, self.reference_state.is_some()) {
+                    self.vs_reference
+                        .push(Comparison::skipped(&name, key, quantity, reason));
+                }
+            }
+        }
+    }
+
+    /// A run split where the reference split, against `logits_split`.
+    fn split(&mut self, run: Run, out: Result<&RunOutput, &str>) {
+        let Some(r) = self.reference else { return };
+        let name = run.name();
+        match out {
+            Ok(out) => self.vs_split.extend(compare_split(
+                RunView {
+                    name: &name,
+                    output: out,
+                    precision: self.precision(run.algorithm()),
+                },
+                r,
+                self.cond,
+                self.ref_tol(),
+            )),
+            Err(reason) => {
+                self.vs_split
+                    .push(Comparison::skipped(&name, "logits_split", "logits", reason))
+            }
+        }
+    }
+
+    fn into_rows(self) -> Vec<Comparison> {
+        self.internal
+            .into_iter()
+            .chain(self.vs_oracle)
+            .chain(self.vs_reference)
+            .chain(self.vs_split)
+            .collect()
+    }
+}
+
+/// The arrays a whole run is compared with (for skipped rows), with their quantity.
+fn reference_keys(r: &Reference, with_state: bool) -> Vec<(&'static str, &'static str)> {
+    let mut keys: Vec<_> = [
+        ("logits_exact_f64", "logits"),
+        ("logits_whole", "logits"),
+        ("blinkdl_seq_logits0", "logits[0]"),
+        ("blinkdl_rnn_logits0", "logits[0]"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| r.get(k).is_some())
+    .collect();
+    if with_state {
+        keys.extend([
+            ("final_state_0", "ffn shift"),
+            ("final_state_1", "att shift"),
+            ("final_state_2/final_state_3", "aa/bb"),
+            ("final_state_4+ln(final_state_3)", "pp+ln bb"),
+        ]);
+    }
+    keys
+}
+
+/// Checks the options before anything else.
+fn check_options(opts: &VerifyOptions) -> Result<(), VerifyError> {
     if opts.chunk_len == 0 {
         return Err(VerifyError::Invalid {
             field: "chunk_len",
@@ -646,36 +648,17 @@ fn verify_subject<B: WkvBackend>(
             reason: "must be more than 0 bytes".into(),
         });
     }
-    let config = subject.config().clone();
-    let reference = match inputs {
-        Inputs::Reference(r) => {
-            r.check(&config)?;
-            Some(r)
-        }
-        Inputs::Tokens(_) => None,
-    };
-    let (batch, time) = match inputs {
-        Inputs::Reference(r) => (r.batch, r.time),
-        Inputs::Tokens(t) => t.dims(),
-    };
-    if batch == 0 || time == 0 {
-        return Err(VerifyError::Invalid {
-            field: "tokens",
-            reason: format!("need at least one token in at least one sequence (B = {batch}, T = {time})"),
-        });
-    }
-    let is_oracle = TypeId::of::<B>() == TypeId::of::<Oracle>();
-    let element_bytes = core::mem::size_of::<B::FloatElem>() as u64;
-    let dims = Dims {
-        vocab: config.vocab_size,
-        d_model: config.d_model,
-        n_layers: config.n_layers,
-        d_ffn: config.d_ffn,
-        batch,
-        time,
-        chunk_len: opts.chunk_len,
-    };
-    let memory = plan(dims, element_bytes, !is_oracle, opts.memory_budget);
+    Ok(())
+}
+
+/// Refuses when the model or the recurrent run (which everything is compared with) does not
+/// fit the budget.
+fn check_essentials(
+    memory: &MemoryPlan,
+    config: &RwkvConfig,
+    batch: usize,
+    time: usize,
+) -> Result<(), VerifyError> {
     for essential in ["model", "recurrent"] {
         let r = memory.get(essential).expect("planned");
         if !r.fits {
@@ -692,10 +675,49 @@ fn verify_subject<B: WkvBackend>(
             return Err(VerifyError::TooLarge {
                 what,
                 needed: r.bytes,
-                budget: opts.memory_budget,
+                budget: memory.budget,
             });
         }
     }
+    Ok(())
+}
+
+fn verify_subject<B: WkvBackend>(
+    device: &B::Device,
+    subject: &Subject<'_>,
+    inputs: Inputs<'_>,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, VerifyError> {
+    check_options(opts)?;
+    let config = subject.config().clone();
+    let (reference, batch, time) = match inputs {
+        Inputs::Reference(r) => {
+            r.check(&config)?;
+            (Some(r), r.batch, r.time)
+        }
+        Inputs::Tokens(t) => (None, t.dims().0, t.dims().1),
+    };
+    if batch == 0 || time == 0 {
+        return Err(VerifyError::Invalid {
+            field: "tokens",
+            reason: format!(
+                "need at least one token in at least one sequence (B = {batch}, T = {time})"
+            ),
+        });
+    }
+    let is_oracle = TypeId::of::<B>() == TypeId::of::<Oracle>();
+    let dims = Dims {
+        vocab: config.vocab_size,
+        d_model: config.d_model,
+        n_layers: config.n_layers,
+        d_ffn: config.d_ffn,
+        batch,
+        time,
+        chunk_len: opts.chunk_len,
+    };
+    let element_bytes = core::mem::size_of::<B::FloatElem>() as u64;
+    let memory = plan(dims, element_bytes, !is_oracle, opts.memory_budget);
+    check_essentials(&memory, &config, batch, time)?;
     let ids = match inputs {
         Inputs::Reference(r) => r.tokens.clone(),
         Inputs::Tokens(t) => token_ids(t, config.vocab_size)?,
@@ -712,124 +734,39 @@ fn verify_subject<B: WkvBackend>(
     } else {
         let dev = Default::default();
         let model = subject.build::<Oracle>(&dev)?;
-        let ids64 = Tensor::<Oracle, 2, Int>::from_data(
-            TensorData::new(ids.clone(), [batch, time]),
-            &dev,
-        );
+        let ids64 =
+            Tensor::<Oracle, 2, Int>::from_data(TensorData::new(ids.clone(), [batch, time]), &dev);
         Some(Ok(run_gpt(&model, ids64, None, WkvMode::Recurrent)?))
     };
 
-    // 2. the run's model, its recurrence, the conditioning
+    // 2. the run's model, its recurrence, and the conditioning the tolerances come from
     let model = subject.build::<B>(device)?;
     let base = run_gpt(&model, tokens(device), None, WkvMode::Recurrent)?;
     let chunked = WkvMode::Chunked {
         len: opts.chunk_len,
     };
-    let cond_mode = if memory.get("conditioning").is_some_and(|r| r.fits) {
-        chunked
-    } else {
-        WkvMode::Recurrent
+    let cond_mode = match memory.skip_reason("conditioning") {
+        None => chunked,
+        Some(_) => WkvMode::Recurrent,
     };
     let cond = conditioning(&model, tokens(device), cond_mode)?;
-    let run_precision = |alg| Precision::of_run::<B::FloatElem>(alg);
-    let between = |kind: QuantityKind, alg: Algorithm, other: Precision| match opts.tol {
-        Some(t) => Tolerance::Scaled(t),
-        None => Tolerance::Derived(Bound::new(kind, run_precision(alg), other, &cond)),
-    };
-    let ref_tol = match opts.ref_tol {
-        Some(t) => RefTolerances::Uniform(t),
-        None => RefTolerances::Derived,
-    };
-    let reference_state = reference.and_then(|r| reference_canonical_state(r, config.n_layers));
-    let reference_keys: Vec<(&str, &str)> = reference
-        .map(|r| {
-            let mut keys = vec![];
-            for (k, q) in [
-                ("logits_exact_f64", "logits"),
-                ("logits_whole", "logits"),
-                ("blinkdl_seq_logits0", "logits[0]"),
-                ("blinkdl_rnn_logits0", "logits[0]"),
-            ] {
-                if r.get(k).is_some() {
-                    keys.push((k, q));
-                }
-            }
-            if reference_state.is_some() {
-                keys.extend([
-                    ("final_state_0", "ffn shift"),
-                    ("final_state_1", "att shift"),
-                    ("final_state_2/final_state_3", "aa/bb"),
-                    ("final_state_4+ln(final_state_3)", "pp+ln bb"),
-                ]);
-            }
-            keys
-        })
-        .unwrap_or_default();
 
-    let mut rows = Rows::default();
-    let recurrent = Run::Gpt(WkvMode::Recurrent);
-    let recurrent_name = recurrent.name();
-    let compare_oracle = |rows: &mut Rows, name: &str, alg: Algorithm, out: Option<&RunOutput>| {
-        match (&oracle, out) {
-            (None, _) => {}
-            (Some(Err(reason)), _) => {
-                for q in ["logits", "state"] {
-                    rows.oracle.push(Comparison::skipped(name, ORACLE, q, reason));
-                }
-            }
-            (Some(Ok(_)), None) => {
-                for q in ["logits", "state"] {
-                    rows.oracle
-                        .push(Comparison::skipped(name, ORACLE, q, "its run was skipped"));
-                }
-            }
-            (Some(Ok(o)), Some(out)) => {
-                let f64_rec = Precision::f64(Algorithm::Recurrent);
-                rows.oracle.push(Comparison::new(
-                    name,
-                    ORACLE,
-                    "logits",
-                    &out.logits,
-                    &o.logits,
-                    between(QuantityKind::Logits, alg, f64_rec),
-                ));
-                rows.oracle.push(Comparison::new(
-                    name,
-                    ORACLE,
-                    "state",
-                    &out.state,
-                    &o.state,
-                    between(QuantityKind::State, alg, f64_rec),
-                ));
-            }
-        }
+    // 3. every other run, compared as soon as it is done, then dropped
+    let mut cmp = Comparer {
+        opts,
+        cond: &cond,
+        eps_run: Precision::of_run::<B::FloatElem>(Algorithm::Recurrent).eps,
+        base: &base,
+        oracle: oracle.as_ref(),
+        reference,
+        reference_state: reference.and_then(|r| reference_canonical_state(r, config.n_layers)),
+        n_layers: config.n_layers,
+        internal: vec![],
+        vs_oracle: vec![],
+        vs_reference: vec![],
+        vs_split: vec![],
     };
-    let compare_reference = |rows: &mut Rows, name: &str, alg: Algorithm, out: Option<&RunOutput>, reason: &str| {
-        let Some(r) = reference else { return };
-        match out {
-            Some(out) => rows.reference.extend(compare_whole(
-                RunView {
-                    name,
-                    output: out,
-                    precision: run_precision(alg),
-                },
-                r,
-                reference_state.as_deref(),
-                config.n_layers,
-                &cond,
-                ref_tol,
-            )),
-            None => {
-                for (k, q) in &reference_keys {
-                    rows.reference.push(Comparison::skipped(name, k, q, reason));
-                }
-            }
-        }
-    };
-
-    compare_oracle(&mut rows, &recurrent_name, Algorithm::Recurrent, Some(&base));
-    compare_reference(&mut rows, &recurrent_name, Algorithm::Recurrent, Some(&base), "");
-
+    cmp.whole(Run::Gpt(WkvMode::Recurrent), Ok(&base));
     let mut runs = vec![
         Run::Gpt(WkvMode::Parallel),
         Run::Gpt(chunked),
@@ -839,111 +776,55 @@ fn verify_subject<B: WkvBackend>(
     if time > 1 {
         runs.push(Run::Split(time / 2, chunked));
     }
-    let rec_precision = run_precision(Algorithm::Recurrent);
-    let mut rnn_logits: Option<Vec<f64>> = None;
+    let mut rnn_logits = None;
     for run in runs {
-        let name = run.name();
-        let alg = run.algorithm();
         let skip = memory.skip_reason(&run.plan_name());
         let out = match &skip {
             Some(_) => None,
             None => Some(run.execute(&model, tokens(device))?),
         };
-        match &out {
-            Some(out) => {
-                rows.internal.push(Comparison::new(
-                    &name,
-                    &recurrent_name,
-                    "logits",
-                    &out.logits,
-                    &base.logits,
-                    between(QuantityKind::Logits, alg, rec_precision),
-                ));
-                rows.internal.push(Comparison::new(
-                    &name,
-                    &recurrent_name,
-                    "state",
-                    &out.state,
-                    &base.state,
-                    between(QuantityKind::State, alg, rec_precision),
-                ));
-            }
-            None => {
-                let reason = skip.clone().unwrap_or_default();
-                for q in ["logits", "state"] {
-                    rows.internal
-                        .push(Comparison::skipped(&name, &recurrent_name, q, &reason));
-                }
-            }
-        }
-        compare_oracle(&mut rows, &name, alg, out.as_ref());
-        if !matches!(run, Run::Split(..)) {
-            compare_reference(&mut rows, &name, alg, out.as_ref(), skip.as_deref().unwrap_or(""));
-        }
+        cmp.whole(run, out.as_ref().ok_or(skip.as_deref().unwrap_or("")));
         if matches!(run, Run::Rnn) {
             rnn_logits = out.map(|o| o.logits);
         }
     }
 
-    // runs split where the reference split its second call
-    if let (Some(r), Some(split)) = (reference, reference.and_then(|r| r.split)) {
-        if r.get("logits_split").is_some() {
-            let mut split_runs: Vec<Run> = WkvMode::all(opts.chunk_len)
-                .into_iter()
-                .map(|m| Run::Split(split, m))
-                .collect();
-            split_runs.push(Run::Rnn);
-            for run in split_runs {
-                let name = run.name();
-                let alg = run.algorithm();
-                let output = match run {
-                    // RNN mode carries its state token by token: its whole run is also split
-                    Run::Rnn => rnn_logits.take().map(|logits| RunOutput {
-                        logits,
-                        state: vec![],
-                    }),
-                    _ => match memory.skip_reason(&run.plan_name()) {
-                        Some(_) => None,
-                        None => Some(run.execute(&model, tokens(device))?),
-                    },
-                };
-                match output {
-                    Some(out) => rows.split.extend(compare_split(
-                        RunView {
-                            name: &name,
-                            output: &out,
-                            precision: run_precision(alg),
-                        },
-                        r,
-                        &cond,
-                        ref_tol,
-                    )),
-                    None => rows.split.push(Comparison::skipped(
-                        &name,
-                        "logits_split",
-                        "logits",
-                        &memory
-                            .skip_reason(&run.plan_name())
-                            .unwrap_or_else(|| "its run was skipped".into()),
-                    )),
-                }
+    // 4. runs split where the reference split its second call
+    if let Some(r) = reference
+        && let Some(split) = r.split
+        && r.get("logits_split").is_some()
+    {
+        for mode in WkvMode::all(opts.chunk_len) {
+            let run = Run::Split(split, mode);
+            match memory.skip_reason(&run.plan_name()) {
+                Some(reason) => cmp.split(run, Err(&reason)),
+                None => cmp.split(run, Ok(&run.execute(&model, tokens(device))?)),
             }
+        }
+        // RNN mode carries its state token by token: its whole run is also a split one
+        match rnn_logits.take() {
+            Some(logits) => {
+                let out = RunOutput {
+                    logits,
+                    state: vec![],
+                };
+                cmp.split(Run::Rnn, Ok(&out));
+            }
+            None => cmp.split(Run::Rnn, Err("its run was skipped")),
         }
     }
 
-    let comparisons: Vec<Comparison> = rows
-        .internal
-        .into_iter()
-        .chain(rows.oracle)
-        .chain(rows.reference)
-        .chain(rows.split)
-        .collect();
+    let comparisons = cmp.into_rows();
     let count = |s: Status| comparisons.iter().filter(|c| c.status == s).count();
-    let (passed, failed, skipped) = (count(Status::Pass), count(Status::Fail), count(Status::Skipped));
+    let (passed, failed, skipped) = (
+        count(Status::Pass),
+        count(Status::Fail),
+        count(Status::Skipped),
+    );
     let tolerance = opts.tol.unwrap_or_else(|| {
         comparisons
             .iter()
-            .filter(|c| c.b == recurrent_name && c.quantity == "logits")
+            .filter(|c| c.b == "recurrent" && c.quantity == "logits")
             .filter_map(|c| c.bound.as_ref().map(|b| b.tol))
             .fold(0.0, f64::max)
     });
@@ -956,7 +837,11 @@ fn verify_subject<B: WkvBackend>(
         },
         dtype: dtype_name::<B>(),
         tolerance,
-        tolerance_rule: if opts.tol.is_some() { "fixed" } else { "derived" },
+        tolerance_rule: if opts.tol.is_some() {
+            "fixed"
+        } else {
+            "derived"
+        },
         batch,
         seq_len: time,
         chunk_len: opts.chunk_len,
