@@ -40,7 +40,7 @@ conditioning of the input: tol = (F_a·ε_a·g_a(T) + F_b·ε_b·g_b(T))·K, whe
 (2^-24 float32, 2^-53 float64); g(T) = T^(3/4) for recurrent computations (recurrent, scan, RNN \
 mode, Hugging Face, BlinkDL) and T^(1/4) for block forms (parallel, chunked, the exact float64 \
 reference); K = Σ over layers of (6·√C + max|k| + max|u|), measured on the input; F calibrated \
-per algorithm (logits: 0.11 block, 0.04 recurrent, 0.004 Hugging Face; state: 0.13). The arrays' \
+per algorithm (logits: 0.11 block, 0.06 recurrent, 0.004 Hugging Face; state: 0.13). The arrays' \
 precision: logits_exact_f64 float64; Hugging Face (logits_whole, logits_split, final_state_*) \
 float32 state (even for a float64 model); BlinkDL float32. Criterion: rel_rms <= tol and \
 max_abs <= tol·max(1, max|ref|). The table shows each bound's terms, --json gives them as fields.
@@ -205,6 +205,9 @@ impl VerifyArgs {
             if self.batch.is_some() {
                 bail!("--batch applies to random tokens; the tokens come from {by}");
             }
+            if self.seq_len.is_some() {
+                bail!("--seq-len applies to random tokens; the tokens come from {by}");
+            }
             if self.seed.is_some() && self.checkpoint.is_some() {
                 bail!("--seed draws random tokens; the tokens come from {by}");
             }
@@ -224,7 +227,7 @@ impl VerifyArgs {
         }
     }
 
-    fn random_tokens(&self, default_time: usize) -> TokenChoice {
+    fn token_choice(&self, default_time: usize) -> TokenChoice {
         match &self.tokens {
             Some(ids) => TokenChoice::Ids(ids.clone()),
             None => TokenChoice::Random {
@@ -295,7 +298,7 @@ pub fn evaluate(args: VerifyArgs) -> Result<VerifyReport> {
             let checkpoint = load(path)?;
             let source = match &args.reference {
                 Some(r) => Source::Reference(load_reference(r)?),
-                None => Source::Tokens(args.random_tokens(CHECKPOINT_TOKENS)),
+                None => Source::Tokens(args.token_choice(CHECKPOINT_TOKENS)),
             };
             Subject::Checkpoint(checkpoint, source)
         }
@@ -307,7 +310,7 @@ pub fn evaluate(args: VerifyArgs) -> Result<VerifyReport> {
                 d_ffn: args.d_ffn,
                 seed: args.seed.unwrap_or(0),
             },
-            args.random_tokens(SEQ_LEN),
+            args.token_choice(SEQ_LEN),
         ),
         None => bail!(
             "nothing to verify: pass `--random` or `--checkpoint PATH` (see `rwkv-lab verify --help`)"

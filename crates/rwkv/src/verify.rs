@@ -31,11 +31,12 @@
 //! A side's error is `F·ε·g(T)·K`, `F` a calibrated factor of its class and of the
 //! quantity (logits or state); a comparison's tolerance is the sum over both sides
 //! ([`Bound`]). The exponents and factors come from a survey of 30 random models
-//! (`scripts/tolerance_survey.py`: key scales 1–60, T 32–400, L 1–6, C 32 and 64, decays in
-//! [-4, 2] and [-8, 6], f32 and f64 runs against an exact float64 forward, Hugging Face and
-//! BlinkDL): each `F` is twice the largest ratio `err / (ε·g(T)·K)` seen for its class.
-//! Checked on a second, independent survey of 34 models (T up to 600, L up to 8, C up to
-//! 96): every comparison stayed below 0.6 of its tolerance.
+//! (`scripts/tolerance_survey.py --grid calibrate`: key scales 1–60, T 32–400, L 1–6, C 32
+//! and 64, decays in [-4, 2] and [-8, 6], f32 and f64 runs against an exact float64 forward,
+//! Hugging Face and BlinkDL; results in `scripts/survey/`): each `F` is at least twice the
+//! largest ratio `err / (ε·g(T)·K)` seen for its class. On that survey and on a second one
+//! of 30 longer, deeper and wider models (`--grid wide`: T up to 600, L up to 8, C up to 96)
+//! every comparison stays below 0.47 of its tolerance.
 //! A real defect moves the logits far more than this bound unless the defect is itself
 //! of the size of rounding; `tests/fixtures/stress-k30/README.md` lists the margins
 //! measured on an ill-conditioned case.
@@ -96,14 +97,14 @@ impl Algorithm {
         (time.max(1) as f64).powf(self.length_exponent())
     }
 
-    /// The calibrated factor F of this class for a quantity: twice the largest error ratio
-    /// `err / (ε·g(T)·K)` of the survey (module docs). The state's parts (above all
+    /// The calibrated factor F of this class for a quantity: at least twice the largest error
+    /// ratio `err / (ε·g(T)·K)` of either survey (module docs). The state's parts (above all
     /// `aa/bb`, the decay-weighted mean of v, which no later layer averages) need the same,
     /// larger factor in every class.
     pub fn factor(self, kind: QuantityKind) -> f64 {
         match (kind, self) {
             (QuantityKind::Logits, Algorithm::Block) => 0.11,
-            (QuantityKind::Logits, Algorithm::Recurrent) => 0.04,
+            (QuantityKind::Logits, Algorithm::Recurrent) => 0.06,
             (QuantityKind::Logits, Algorithm::F32State) => 0.004,
             (QuantityKind::State, _) => 0.13,
         }
