@@ -8,5 +8,6 @@ mod common;
 mod gradients;
 mod model_equiv;
 mod scaling;
+mod verify;
 mod wkv_props;
 mod wkv_vectors;
