@@ -193,16 +193,29 @@ fn elem(dtype: Dtype) -> usize {
 }
 
 fn over(what: &str, need: Option<u64>, budget: u64) -> String {
+    over_limit(
+        what,
+        need,
+        &format!("the memory budget of {}", fmt_bytes(budget as f64)),
+    )
+}
+
+/// As [`over`], against what the budget leaves once the model is in memory.
+fn over_left(what: &str, need: Option<u64>, left: u64) -> String {
+    over_limit(
+        what,
+        need,
+        &format!(
+            "the {} that the memory budget leaves after the model",
+            fmt_bytes(left as f64)
+        ),
+    )
+}
+
+fn over_limit(what: &str, need: Option<u64>, limit: &str) -> String {
     match need {
-        Some(n) => format!(
-            "{what} needs about {}, over the memory budget of {}",
-            fmt_bytes(n as f64),
-            fmt_bytes(budget as f64)
-        ),
-        None => format!(
-            "{what} needs more than 2^64 bytes, over the memory budget of {}",
-            fmt_bytes(budget as f64)
-        ),
+        Some(n) => format!("{what} needs about {}, over {limit}", fmt_bytes(n as f64)),
+        None => format!("{what} needs more than 2^64 bytes, over {limit}"),
     }
 }
 
@@ -225,32 +238,44 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
             Some(ids)
         }
     });
-    let fixed = host
-        .zip(model)
-        .and_then(|(h, m)| h.checked_add(m))
-        .and_then(|hm| hm.checked_add(kept?));
-    let available = match fixed {
+    let fixed = host.zip(model).and_then(|(h, m)| h.checked_add(m));
+    let after_model = match fixed {
         Some(f) if f <= budget => budget - f,
         _ => bail!(
-            "{} ({}); {hint}",
+            "{} (estimated before allocating it); {hint}",
             over(
                 &format!(
-                    "the model ({} parameters, V = {}, C = {}, L = {}) with its host copy{}",
+                    "the model ({} parameters, V = {}, C = {}, L = {}) with its float64 host copy",
                     params.map_or("more than 2^64".into(), lab_util::fmt_count),
                     config.vocab_size,
                     config.d_model,
                     config.n_layers,
-                    if args.check {
-                        " and the logits kept for --check"
-                    } else {
-                        ""
-                    }
                 ),
                 fixed,
                 budget
             ),
-            "estimated before allocating it"
         ),
+    };
+    let available = match kept {
+        Some(k) if k <= after_model => after_model - k,
+        _ => {
+            let (what, fix) = if args.check {
+                (
+                    "keeping the generated ids and, for --check, two rows of V logits per token",
+                    "lower --max-new or drop --check",
+                )
+            } else {
+                ("keeping the generated ids", "lower --max-new")
+            };
+            bail!(
+                "{}; {fix}",
+                over_left(
+                    &format!("--max-new {}: {what}", args.max_new),
+                    kept,
+                    after_model
+                )
+            )
+        }
     };
     let mut notes = Vec::new();
     let explicit = args.prompt_mode.is_some();
@@ -259,7 +284,7 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
     let fits = |mode| whole(mode).is_some_and(|b| b <= available);
     let (mut prompt_mode, mut piece) = (asked, None);
     if !fits(asked) {
-        let reason = over(
+        let reason = over_left(
             &format!("one {asked} forward over the {prompt_len}-token prompt"),
             whole(asked),
             available,
@@ -267,7 +292,7 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
         if !explicit && fits(WkvMode::Scan) {
             prompt_mode = WkvMode::Scan;
             notes.push(format!(
-                "{reason} (what is left after the model); using the scan form instead (O(T·C), same result)"
+                "{reason}; using the scan form instead (O(T·C), same result)"
             ));
         } else {
             if !explicit {
@@ -276,16 +301,16 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
             let Some(p) = largest_piece(config, prompt_len, prompt_mode, e, available) else {
                 bail!(
                     "{}; {hint}",
-                    over(
+                    over_left(
                         &format!("a {prompt_mode} forward of even one token"),
-                        whole(prompt_mode).and(forward_bytes(config, 1, 1, prompt_mode, e)),
+                        forward_bytes(config, 1, 1, prompt_mode, e),
                         available
                     )
                 );
             };
             piece = Some(p);
             notes.push(format!(
-                "{reason} (what is left after the model); running it in {} pieces of at most {p} tokens ({}), the state carried between them (exact)",
+                "{reason}; running it in {} pieces of at most {p} tokens ({}), the state carried between them (exact)",
                 prompt_len.div_ceil(p),
                 prompt_mode
             ));
@@ -301,7 +326,7 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
         let need = |mode| forward_bytes(config, 1, longest, mode, e);
         let ok = |mode| need(mode).is_some_and(|b| b <= available);
         if !ok(check_mode) {
-            let reason = over(
+            let reason = over_left(
                 &format!("--check: a {check_mode} forward over {longest} tokens"),
                 need(check_mode),
                 available,
@@ -310,7 +335,9 @@ fn plan(args: &GenerateArgs, config: &RwkvConfig, prompt_len: usize, budget: u64
                 notes.push(format!("{reason}; checking with the scan form instead"));
                 check_mode = WkvMode::Scan;
             } else {
-                bail!("{reason}; use --check-mode scan, a smaller --max-new, or raise --memory-budget");
+                bail!(
+                    "{reason}; use --check-mode scan, a smaller --max-new, or raise --memory-budget"
+                );
             }
         }
         check_forward = need(check_mode);
@@ -487,6 +514,14 @@ impl Job for Gen<'_, '_> {
             prompt_piece: self.plan.prompt_piece,
             keep_logits: a.check,
         };
+        // warm-up: one one-token forward, so that the prompt's time excludes the backend's
+        // one-time setup (thread pools, kernel compilation on GPUs)
+        let warm = burn::tensor::Tensor::<B, 2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(vec![self.prompt[0]], [1, 1]),
+            &device,
+        );
+        let (warm, _) = model.forward(warm, None, self.plan.prompt_mode)?;
+        let _ = warm.into_data();
         let printer = self.printer;
         let out = generate_streaming(
             &model,
@@ -519,6 +554,19 @@ fn ids(v: &[i64]) -> String {
         .join(",")
 }
 
+/// Ids, comma-separated; a long list shows its first 16 and last 4 ids.
+fn ids_short(v: &[i64]) -> String {
+    if v.len() <= 24 {
+        return ids(v);
+    }
+    format!(
+        "{},...,{} ({} more)",
+        ids(&v[..16]),
+        ids(&v[v.len() - 4..]),
+        v.len() - 20
+    )
+}
+
 /// Runs the command; returns whether the check (if any) passed.
 pub fn run(args: GenerateArgs) -> Result<bool> {
     let budget = args
@@ -539,7 +587,10 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
         bail!(
             "{}; raise --memory-budget or use a smaller model",
             over(
-                &format!("reading {} (values held as float64)", args.checkpoint.display()),
+                &format!(
+                    "reading {} (values held as float64)",
+                    args.checkpoint.display()
+                ),
                 Some(read),
                 budget
             )
@@ -619,7 +670,11 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
                 args.max_new
             ),
             None => {
-                println!("prompt    ({} tokens): {}", prompt.len(), ids(&prompt));
+                println!(
+                    "prompt    ({} tokens): {}",
+                    prompt.len(),
+                    ids_short(&prompt)
+                );
                 print!("generated ({} tokens): ", args.max_new);
             }
         }

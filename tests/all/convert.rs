@@ -22,7 +22,10 @@ fn same_tensors(a: &Path, b: &Path) {
         let u = &b.tensors[k];
         assert_eq!(t.shape, u.shape, "{k}");
         assert!(
-            t.data.iter().zip(&u.data).all(|(x, y)| x.to_bits() == y.to_bits()),
+            t.data
+                .iter()
+                .zip(&u.data)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
             "{k}"
         );
     }
@@ -95,7 +98,10 @@ fn bf16_widens_to_f32_exactly_and_the_tokenizer_travels_to_the_hf_folder() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("bf16") && stdout.contains("f32"), "{stdout}");
+    assert!(
+        stdout.contains("bf16") && stdout.contains("f32"),
+        "{stdout}"
+    );
     same_tensors(&fixture("model-bf16.pth"), &out);
 
     // the text fixture → BlinkDL file (tokenizer stays, said) → HF folder with the tokenizer
@@ -150,25 +156,41 @@ fn bad_destinations_are_refused_before_writing() {
     for (input, out, extra, want) in [
         (&pth, file.clone(), vec![], "is not a folder"),
         (&hf, dir.path().to_path_buf(), vec![], "is a folder"),
-        (&hf, dir.path().join("m.pth"), vec![], "must end in .safetensors"),
-        (&pth, dir.path().join("x"), vec!["--memory-budget", "1K"], "memory budget"),
-        (&pth, dir.path().join("y"), vec!["--to", "json"], "invalid value"),
+        (
+            &hf,
+            dir.path().join("m.pth"),
+            vec![],
+            "must end in .safetensors",
+        ),
+        (
+            &pth,
+            dir.path().join("x"),
+            vec!["--memory-budget", "1K"],
+            "memory budget",
+        ),
+        (
+            &pth,
+            dir.path().join("y"),
+            vec!["--to", "json"],
+            "invalid value",
+        ),
     ] {
-        let (code, _, stderr) = cli(
+        let (code, _, stderr) = cli(&[
             &[
-                &[
-                    "convert",
-                    "--checkpoint",
-                    input.to_str().unwrap(),
-                    "--out",
-                    out.to_str().unwrap(),
-                ][..],
-                &extra,
-            ]
-            .concat(),
-        );
+                "convert",
+                "--checkpoint",
+                input.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            &extra,
+        ]
+        .concat());
         assert_eq!(code, 2, "{out:?}: {stderr}");
-        assert!(stderr.lines().next().unwrap_or("").contains(want), "{stderr}");
+        assert!(
+            stderr.lines().next().unwrap_or("").contains(want),
+            "{stderr}"
+        );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rwkv::WkvMode;
-use rwkv::generate::{
-    GenerateOptions, Sampler, generate, generate_by_forward, generate_streaming,
-};
+use rwkv::generate::{GenerateOptions, Sampler, generate, generate_by_forward, generate_streaming};
 use rwkv_checkpoint::load;
 use tokenizers::Tokenizer;
 
@@ -49,7 +47,10 @@ fn shipped_tokenizer_loads_and_splits_non_ascii_characters() {
     let tok = Tokenizer::from_file(text_fixture("tokenizer.json")).unwrap();
     assert_eq!(tok.get_vocab_size(true), 560);
     let ckpt = load(text_fixture("")).unwrap();
-    assert_eq!(ckpt.config.vocab_size, 560, "the model's V matches the tokenizer");
+    assert_eq!(
+        ckpt.config.vocab_size, 560,
+        "the model's V matches the tokenizer"
+    );
     let enc = tok.encode(SPLIT_CHARS, true).unwrap();
     let ids = enc.get_ids();
     assert_eq!(tok.decode(ids, false).unwrap(), SPLIT_CHARS);
@@ -234,7 +235,10 @@ fn cli_token_ids_stream_and_the_check_passes_on_the_text_fixture() {
         "--check",
     ]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("check: whole-sequence forwards"), "{stdout}");
+    assert!(
+        stdout.contains("check: whole-sequence forwards"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ms per token in RNN mode"), "{stdout}");
     // ids only, without a tokenizer
     let (code, stdout, stderr) = cli(&[
@@ -266,7 +270,10 @@ fn cli_rejects_bad_sampling_and_prompt_options_with_the_reason() {
         (vec!["--tokens", "1", "--top-p", "-0.5"], "(0, 1]"),
         (vec!["--tokens", "1", "--memory-budget", "0"], "more than 0"),
         (vec!["--prompt", "Hello"], "needs a tokenizer"),
-        (vec!["--prompt", "Hello", "--tokens", "1"], "cannot be used with"),
+        (
+            vec!["--prompt", "Hello", "--tokens", "1"],
+            "cannot be used with",
+        ),
         (
             vec!["--tokens", "1", "--tokenizer", "/nonexistent/tok.json"],
             "no such file",
@@ -299,32 +306,75 @@ fn cli_refuses_or_splits_what_does_not_fit_the_memory_budget() {
     let model = fixture("model.pth");
     let m = model.to_str().unwrap();
     // the checkpoint itself does not fit: refused before reading it
-    let (code, _, stderr) = cli(&["generate", "--checkpoint", m, "--tokens", "1", "--memory-budget", "1K"]);
+    let (code, _, stderr) = cli(&[
+        "generate",
+        "--checkpoint",
+        m,
+        "--tokens",
+        "1",
+        "--memory-budget",
+        "1K",
+    ]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("over the memory budget"), "{stderr}");
     // absurd sizes: checked arithmetic, one clear line, no wrapped numbers
     let (code, _, stderr) = cli(&[
-        "generate", "--checkpoint", m, "--tokens", "1", "--max-new", "4000000000000000000", "--check",
+        "generate",
+        "--checkpoint",
+        m,
+        "--tokens",
+        "1",
+        "--max-new",
+        "4000000000000000000",
+        "--check",
     ]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("over the memory budget"), "{stderr}");
+    assert!(
+        stderr.contains("--max-new 4000000000000000000: keeping the generated ids")
+            && stderr.contains("more than 2^64 bytes")
+            && stderr.contains("lower --max-new"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(!stderr.contains("panic"), "{stderr}");
+    // the file fits (safetensors: its header gives the exact 30,656 values, 245 KB as f64),
+    // the model with it does not (another 123 KB in f32): refused before building it
+    let st = fixture("model.safetensors");
+    let (code, _, stderr) = cli(&[
+        "generate",
+        "--checkpoint",
+        st.to_str().unwrap(),
+        "--tokens",
+        "1",
+        "--memory-budget",
+        "300K",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("the model (30,656 parameters") && stderr.contains("before allocating"),
+        "{stderr}"
+    );
 
     // a 400-token prompt: the parallel form needs ~82 MB (4·C·T² f32), the scan ~1 MB
     let prompt: Vec<String> = (0..400).map(|i| ((i * 7 + 1) % 50).to_string()).collect();
     let prompt = prompt.join(",");
     let run = |extra: &[&str]| {
-        let (code, out, err) = cli(
+        let (code, out, err) = cli(&[
             &[
-                &[
-                    "generate", "--checkpoint", m, "--tokens", &prompt, "--max-new", "6",
-                    "--temperature", "0", "--json",
-                ][..],
-                extra,
-            ]
-            .concat(),
-        );
+                "generate",
+                "--checkpoint",
+                m,
+                "--tokens",
+                &prompt,
+                "--max-new",
+                "6",
+                "--temperature",
+                "0",
+                "--json",
+            ][..],
+            extra,
+        ]
+        .concat());
         assert_eq!(code, 0, "{extra:?}: {err}");
         json(&out)
     };
@@ -336,7 +386,10 @@ fn cli_refuses_or_splits_what_does_not_fit_the_memory_budget() {
     let fallback = run(&["--memory-budget", "4M"]);
     assert_eq!(fallback["prompt_mode"], "scan");
     assert!(
-        fallback["notes"][0].as_str().unwrap().contains("over the memory budget"),
+        fallback["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("that the memory budget leaves after the model; using the scan form"),
         "{fallback}"
     );
     assert_eq!(fallback["generated"], free["generated"]);
@@ -349,9 +402,22 @@ fn cli_refuses_or_splits_what_does_not_fit_the_memory_budget() {
     assert_eq!(pieces["generated"], free["generated"]);
     // --check with an explicit whole-sequence mode that does not fit: refused with the reason
     let (code, _, stderr) = cli(&[
-        "generate", "--checkpoint", m, "--tokens", &prompt, "--max-new", "6", "--check",
-        "--check-mode", "parallel", "--memory-budget", "4M",
+        "generate",
+        "--checkpoint",
+        m,
+        "--tokens",
+        &prompt,
+        "--max-new",
+        "6",
+        "--check",
+        "--check-mode",
+        "parallel",
+        "--memory-budget",
+        "4M",
     ]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--check") && stderr.contains("--check-mode scan"), "{stderr}");
+    assert!(
+        stderr.contains("--check") && stderr.contains("--check-mode scan"),
+        "{stderr}"
+    );
 }

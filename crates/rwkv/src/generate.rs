@@ -432,9 +432,18 @@ mod tests {
         }
         let huge = RwkvConfig::rwkv4(10_000_000, 1 << 40, 4);
         assert_eq!(param_count(&huge), None);
-        assert_eq!(model_bytes(&RwkvConfig::rwkv4(1 << 40, 1 << 22, 1), 4), None);
         assert_eq!(
-            forward_bytes(&RwkvConfig::rwkv4(50, 32, 2), 1, usize::MAX, WkvMode::Parallel, 4),
+            model_bytes(&RwkvConfig::rwkv4(1 << 40, 1 << 22, 1), 4),
+            None
+        );
+        assert_eq!(
+            forward_bytes(
+                &RwkvConfig::rwkv4(50, 32, 2),
+                1,
+                usize::MAX,
+                WkvMode::Parallel,
+                4
+            ),
             None
         );
     }
@@ -452,7 +461,10 @@ mod tests {
         let p = largest_piece(&cfg, 5000, WkvMode::Parallel, 4, budget).unwrap();
         assert!(forward_bytes(&cfg, 1, p, WkvMode::Parallel, 4).unwrap() <= budget);
         assert!(forward_bytes(&cfg, 1, p + 1, WkvMode::Parallel, 4).unwrap() > budget);
-        assert_eq!(largest_piece(&cfg, 5000, WkvMode::Scan, 4, u64::MAX), Some(5000));
+        assert_eq!(
+            largest_piece(&cfg, 5000, WkvMode::Scan, 4, u64::MAX),
+            Some(5000)
+        );
         assert_eq!(largest_piece(&cfg, 5000, WkvMode::Scan, 4, 10), None);
     }
 }
