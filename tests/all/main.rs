@@ -5,6 +5,8 @@ mod bad_input;
 mod checkpoint;
 mod checkpoint_errors;
 mod common;
+mod convert;
+mod generate_text;
 mod gradients;
 mod model_equiv;
 mod scaling;

@@ -23,6 +23,8 @@ mod pickle;
 mod read;
 mod reference;
 mod save;
+mod save_blinkdl;
+mod size;
 pub mod verify;
 
 pub use error::{CheckpointError, Result};
@@ -30,4 +32,6 @@ pub use hf_config::HfConfig;
 pub use load::{Checkpoint, Format, HostTensor, load};
 pub use reference::{Reference, load_reference};
 pub use save::save_hf;
+pub use save_blinkdl::{BLINKDL_LAYER_NORM_EPS, save_blinkdl_safetensors};
+pub use size::read_bytes_estimate;
 pub use verify::RefTolerances;
