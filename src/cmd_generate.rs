@@ -612,7 +612,7 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
     if prompt.is_empty() {
         bail!("--prompt: the text encodes to no tokens; give a non-empty prompt");
     }
-    if let Some(bad) = prompt.iter().find(|t| **t as u64 >= v as u64) {
+    if let Err(e) = ckpt.config.check_tokens(&prompt, [1, prompt.len()]) {
         let from = match (&args.prompt, &tok_path) {
             (Some(_), Some(p)) => format!(
                 " (the tokenizer {} knows {} ids; it does not belong to this model)",
@@ -621,10 +621,7 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
             ),
             _ => String::new(),
         };
-        bail!(
-            "token id {bad} is outside the vocabulary of {} (V = {v}){from}",
-            args.checkpoint.display()
-        );
+        bail!("{}: {e}{from}", args.checkpoint.display());
     }
     let mut notes = Vec::new();
     if let (Some(t), Some(p)) = (&tokenizer, &tok_path) {
