@@ -51,7 +51,7 @@ pub enum Bonus {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingInit {
-    /// `U(-scale, scale)`; RWKV-4 uses 1e-4 ("small init embedding", paper App. F).
+    /// `U(-scale, scale)`; RWKV-4 uses 1e-4 ("small init embedding"; docs/design.md §8).
     SmallUniform {
         /// Half-width of the uniform distribution.
         scale: f64,
@@ -73,7 +73,7 @@ impl Default for EmbeddingInit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Variant {
-    /// Token shift (paper eq. 11–13, 17–18): mix each input with the previous token's.
+    /// Token shift (paper eq. 11–15): mix each input with the previous token's.
     /// When off, `x_k = x_v = x_r = z_t`.
     pub token_shift: bool,
     /// Treatment of the bonus `u` given to the current token.
@@ -86,7 +86,7 @@ pub struct Variant {
     pub ffn_activation: Activation,
     /// Embedding initialisation.
     pub embedding_init: EmbeddingInit,
-    /// Extra LayerNorm `ln0` right after the embedding (block 0 only; paper App. F).
+    /// Extra LayerNorm `ln0` right after the embedding (block 0 only; docs/design.md §8).
     pub ln0: bool,
 }
 

@@ -329,7 +329,7 @@ pub fn model_bytes(config: &RwkvConfig, elem: usize) -> Option<u64> {
 /// Estimated working memory in bytes of one [`Rwkv::forward`] over `batch × time` tokens:
 /// the activations of one block and the logits, `B·T·(12C + F + V)` values, plus the WKV
 /// formulation's own intermediates: `4·B·C·T²` for the parallel form (its `[T, T]` logits
-/// per channel, paper eq. 14 unrolled), `4·B·C·T·min(L, T)` for `chunked:L`, `4·B·T·C` for
+/// per channel, paper eq. 16 for every t at once), `4·B·C·T·min(L, T)` for `chunked:L`, `4·B·T·C` for
 /// the scan and the recurrence, plus the state `5·L·B·C`. The same terms as the scaling
 /// runner's prefill estimate.
 pub fn forward_bytes(

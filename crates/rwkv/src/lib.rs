@@ -9,7 +9,7 @@
 //!   parameters themselves (keys, shapes, order) are the table of [`params`].
 //! * [`Rwkv::forward`] runs a whole sequence ("GPT mode") with any [`WkvMode`];
 //!   [`Rwkv::step`] runs one token with a carried [`RwkvState`] ("RNN mode").
-//! * [`wkv`] holds the four formulations of the WKV operator (paper eq. 14–16).
+//! * [`wkv`] holds the four formulations of the WKV operator (paper eq. 16).
 
 pub mod config;
 pub mod error;

@@ -16,7 +16,7 @@ use crate::params::{BlockParam, ParamShape, ParamSource, ParamSpec, RwkvParam};
 use crate::state::{LayerState, RwkvState};
 use crate::wkv::{self, WkvBackend, WkvMode, WkvState};
 
-/// Time mixing (paper eq. 11–16): token shift, R/K/V projections, WKV, gated output.
+/// Time mixing (paper eq. 11–13, 16, 17; docs/design.md §2): token shift, R/K/V projections, WKV, gated output.
 #[derive(Module, Debug)]
 pub struct TimeMix<B: Backend> {
     /// Token-shift mix for the key input, `[C]` (checkpoint: `[1, 1, C]`).
@@ -42,7 +42,7 @@ pub struct TimeMix<B: Backend> {
     pub variant: Variant,
 }
 
-/// Channel mixing (paper eq. 17–19): token shift, squared-ReLU MLP, receptance gate.
+/// Channel mixing (paper eq. 14, 15, 18; docs/design.md §2): token shift, squared-ReLU MLP, receptance gate.
 #[derive(Module, Debug)]
 pub struct ChannelMix<B: Backend> {
     /// Token-shift mix for the key input, `[C]`.

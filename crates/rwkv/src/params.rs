@@ -30,13 +30,13 @@ pub enum BlockParam {
     AttMixV,
     /// Time-mix token-shift mix of the receptance input, `μ_r` (eq. 11).
     AttMixR,
-    /// Raw decay; the operator uses `w = -exp(time_decay)` (eq. 14).
+    /// Raw decay; the operator uses `w = -exp(time_decay)` (eq. 16).
     AttDecay,
-    /// Bonus `u` of the current token (eq. 14).
+    /// Bonus `u` of the current token (eq. 16).
     AttFirst,
-    /// Channel-mix token-shift mix of the key input (eq. 18).
+    /// Channel-mix token-shift mix of the key input (eq. 15).
     FfnMixK,
-    /// Channel-mix token-shift mix of the receptance input (eq. 17).
+    /// Channel-mix token-shift mix of the receptance input (eq. 14).
     FfnMixR,
     /// `W_k`, C → C.
     AttKey,

@@ -9,7 +9,7 @@
 //!
 //! - **Magnitude of the WKV log-weights.** Every formulation evaluates softmax weights
 //!   `e^{ℓ - m}` over logits `ℓ_{t,i} = k_i + (t-1-i)·w` and `ℓ_{t,t} = u + k_t` (paper
-//!   eq. 14–16; `docs/design.md`, WKV). A logit of magnitude `|ℓ|` is known only to about
+//!   eq. 16; `docs/design.md` §4–§7). A logit of magnitude `|ℓ|` is known only to about
 //!   `ε·|ℓ|` in a precision with unit roundoff `ε`, and the logits that carry weight lie
 //!   within a few units of the largest one, which is bounded by `max|k| + max|u|`: a term
 //!   whose distance part `(t-1-i)·|w|` is large has a negligible weight, so `|w|·T` does not

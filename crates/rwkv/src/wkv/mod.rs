@@ -1,4 +1,4 @@
-//! The WKV operator of RWKV-4 (paper eq. 14–16) in four interchangeable formulations.
+//! The WKV operator of RWKV-4 (paper eq. 16; docs/design.md §3–§7) in four interchangeable formulations.
 //!
 //! Per channel (0-indexed time, `w ≤ 0` the decay, `u` the bonus):
 //!
