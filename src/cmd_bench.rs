@@ -14,7 +14,7 @@ use rwkv_lab_core::bench::{self, BenchRow, WkvBench};
 use rwkv_lab_core::meter::NoMeter;
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::util::{parse_bytes, positive};
+use crate::util::{memory_budget, positive};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -58,7 +58,7 @@ pub struct BenchArgs {
     pub warmup: usize,
     /// Skip formulations estimated to need more working memory than this (e.g. 8G);
     /// default: half of physical memory.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]

@@ -11,9 +11,15 @@ use lab_util::fmt_bytes;
 use rwkv_lab_core::ScalingSpec;
 use rwkv_lab_core::scaling::{self, Context, Progress};
 
+use rwkv_checkpoint::{Checkpoint, Reference};
+use rwkv_lab_core::verify::{
+    Inputs, RandomModel, TokenChoice, VerifyOptions, VerifyReport, verify_checkpoint,
+    verify_random,
+};
+
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::cmd_verify::VerifyArgs;
-use crate::util::parse_bytes;
+use crate::cmd_verify;
+use crate::util::memory_budget;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -50,7 +56,7 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub resume: bool,
     /// Skip measurements estimated above this (e.g. 8G); overrides the spec; default half of RAM.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Precision.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
@@ -277,39 +283,70 @@ pub fn render(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The arguments of one `verify` check of `reproduce`: the command's defaults, with a
-/// random model or a checkpoint and its reference outputs.
-fn verify_args(
-    backend: BackendKind,
-    dtype: Dtype,
-    checkpoint: Option<(PathBuf, PathBuf)>,
-) -> VerifyArgs {
-    let (checkpoint, reference) = checkpoint.unzip();
-    VerifyArgs {
-        random: checkpoint.is_none(),
-        checkpoint,
-        reference,
-        tokens: None,
-        random_tokens: None,
-        d_model: 64,
-        n_layers: 2,
-        vocab: 256,
-        d_ffn: None,
-        seq_len: 64,
-        batch: 2,
-        seed: 0,
-        dtype,
-        chunk_len: 16,
-        tol: None,
-        ref_tol: None,
-        json: true,
-        backend,
+/// The equivalence checks of `reproduce` in one precision: `verify --random` with the
+/// command's defaults, and the shipped reference checkpoint against its reference outputs.
+struct ReproduceChecks<'a> {
+    checkpoint: &'a Checkpoint,
+    reference: &'a Reference,
+    options: VerifyOptions,
+}
+
+impl Job for ReproduceChecks<'_> {
+    /// The random model's report, then the checkpoint's.
+    type Output = [VerifyReport; 2];
+
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<[VerifyReport; 2]> {
+        let model = RandomModel {
+            vocab_size: cmd_verify::VOCAB,
+            d_model: cmd_verify::D_MODEL,
+            n_layers: cmd_verify::N_LAYERS,
+            d_ffn: None,
+            seed: 0,
+        };
+        let tokens = TokenChoice::Random {
+            batch: cmd_verify::BATCH,
+            time: cmd_verify::SEQ_LEN,
+            seed: 0,
+        };
+        let random = verify_random::<B>(&device, &model, &tokens, &self.options)?;
+        let inputs = Inputs::Reference(self.reference);
+        let checkpoint = verify_checkpoint::<B>(&device, self.checkpoint, inputs, &self.options)?;
+        Ok([random, checkpoint])
     }
+}
+
+/// Runs the equivalence checks of `reproduce` in f32 and f64 on `backend` with the fixture
+/// in `fixture`; returns each check's label (the equivalent command) and report.
+fn reproduce_checks(backend: BackendKind, fixture: &Path) -> Result<Vec<(String, VerifyReport)>> {
+    let checkpoint = rwkv_checkpoint::load(fixture.join("model.pth"))?;
+    let reference = rwkv_checkpoint::load_reference(fixture.join("reference.safetensors"))?;
+    let mut out = Vec::new();
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let options = VerifyOptions {
+            memory_budget: default_memory_budget(),
+            backend: backend.name().into(),
+            ..VerifyOptions::default()
+        };
+        let checks = ReproduceChecks {
+            checkpoint: &checkpoint,
+            reference: &reference,
+            options,
+        };
+        let [random, reference] = dispatch(backend, dtype, checks)?;
+        let d = dtype.name();
+        out.push((format!("verify --random --dtype {d}"), random));
+        // labelled with the repository's paths: the same files, as a user would name them
+        let label = format!(
+            "verify --checkpoint {FIXTURE_NAME}/model.pth --reference {FIXTURE_NAME}/reference.safetensors --dtype {d}"
+        );
+        out.push((label, reference));
+    }
+    Ok(out)
 }
 
 /// `reproduce`: quick equivalence checks, then the quick scaling study.
 pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
-    let mut ok = true;
+    crate::backend::ensure_available(args.backend, Dtype::F32)?;
     // a new folder per run: earlier runs, and anything else in OUT, stay as they are
     let run = StudyDir::fresh(&args.out, "run")?;
     // the built-in fixture, copied into the run folder: every check runs from any folder
@@ -319,27 +356,10 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
         let path = fixture.join(name);
         std::fs::write(&path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
-    let mut checks: Vec<(String, VerifyArgs)> = Vec::new();
-    for d in [Dtype::F32, Dtype::F64] {
-        let label = format!("verify --random --dtype {}", d.name());
-        checks.push((label, verify_args(args.backend, d, None)));
-    }
-    for d in [Dtype::F32, Dtype::F64] {
-        // labelled with the repository's paths: the same files, as a user would name them
-        let label = format!(
-            "verify --checkpoint {FIXTURE_NAME}/model.pth --reference {FIXTURE_NAME}/reference.safetensors --dtype {}",
-            d.name()
-        );
-        let pair = (
-            fixture.join("model.pth"),
-            fixture.join("reference.safetensors"),
-        );
-        checks.push((label, verify_args(args.backend, d, Some(pair))));
-    }
-    for (label, v) in checks {
-        let pass = crate::cmd_verify::run_quiet(v)?;
-        println!("{} {label}", if pass { "PASS" } else { "FAIL" });
-        ok &= pass;
+    let mut ok = true;
+    for (label, report) in reproduce_checks(args.backend, &fixture)? {
+        println!("{} {label}", if report.pass { "PASS" } else { "FAIL" });
+        ok &= report.pass;
     }
     let scale = ScaleArgs {
         config: args.config.clone(),
@@ -358,7 +378,7 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::FromArgMatches;
+    use crate::cmd_verify::VerifyArgs;
 
     #[test]
     fn shipped_spec_is_built_in_and_has_a_quick_profile() {
@@ -367,30 +387,28 @@ mod tests {
         assert!(FIXTURE.iter().all(|(_, bytes)| bytes.len() > 1000));
     }
 
-    /// `reproduce` builds verify's arguments itself: they must be the command's defaults.
+    /// `reproduce`'s random check is `verify --random` with the command's defaults (its
+    /// label says so), and its reference check runs on the built-in fixture.
     #[test]
-    fn verify_args_are_the_command_defaults() {
-        let cmd = VerifyArgs::augment_args(clap::Command::new("verify"));
-        for (argv, dtype, ck) in [
-            (vec!["verify", "--random", "--json"], Dtype::F32, None),
-            (
-                vec![
-                    "verify",
-                    "--checkpoint",
-                    "m",
-                    "--reference",
-                    "r",
-                    "--dtype",
-                    "f64",
-                    "--json",
-                ],
-                Dtype::F64,
-                Some((PathBuf::from("m"), PathBuf::from("r"))),
-            ),
-        ] {
-            let parsed = VerifyArgs::from_arg_matches(&cmd.clone().get_matches_from(argv)).unwrap();
-            let built = verify_args(BackendKind::Ndarray, dtype, ck);
-            assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    fn reproduce_checks_are_the_verify_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in FIXTURE {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
         }
+        let checks = reproduce_checks(BackendKind::Ndarray, dir.path()).unwrap();
+        assert_eq!(checks.len(), 4);
+        let default = cmd_verify::evaluate(VerifyArgs::default()).unwrap();
+        let random = &checks[0].1;
+        assert_eq!(checks[0].0, "verify --random --dtype f32");
+        assert_eq!(
+            serde_json::to_value(&random.model).unwrap(),
+            serde_json::to_value(&default.model).unwrap()
+        );
+        assert_eq!(
+            (random.batch, random.seq_len, random.chunk_len),
+            (default.batch, default.seq_len, default.chunk_len)
+        );
+        assert!(checks.iter().all(|(_, r)| r.pass), "{checks:?}");
+        assert!(checks[1].1.reference.is_some() && checks[3].1.dtype == "f64");
     }
 }

@@ -2,6 +2,7 @@
 
 mod backend;
 mod cmd_bench;
+mod cmd_convert;
 mod cmd_generate;
 mod cmd_scale;
 mod cmd_verify;
@@ -31,6 +32,8 @@ Examples:
   rwkv-lab verify --random --dtype f64 --json   the same in float64, as JSON
   rwkv-lab verify --checkpoint MODEL [--reference FILE]   a checkpoint, against third-party outputs
   rwkv-lab generate --checkpoint MODEL --tokens 1,2,3     continue a prompt (token ids)
+  rwkv-lab generate --checkpoint HF_FOLDER --prompt TEXT  continue a text (tokenizer.json)
+  rwkv-lab convert --checkpoint MODEL.pth --out DIR       BlinkDL -> Hugging Face (and back)
   rwkv-lab bench-wkv                            time of each formulation vs sequence length
   rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer"
 )]
@@ -45,6 +48,8 @@ enum Command {
     Verify(cmd_verify::VerifyArgs),
     /// Continue a prompt with a checkpoint: prompt in GPT mode, new tokens in RNN mode.
     Generate(cmd_generate::GenerateArgs),
+    /// Write a checkpoint in the other layout (BlinkDL <-> Hugging Face), checked by identical logits.
+    Convert(cmd_convert::ConvertArgs),
     /// Time the WKV formulations against each other for several sequence lengths.
     BenchWkv(cmd_bench::BenchArgs),
     /// Scaling study: time and peak memory versus sequence length, RWKV vs transformer.
@@ -113,6 +118,13 @@ fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(1)
             }
         }),
+        Command::Convert(args) => cmd_convert::run(args).map(|same| {
+            if same {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
         Command::BenchWkv(args) => cmd_bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Scale(args) => cmd_scale::run_scale(&args).map(|_| ExitCode::SUCCESS),
         Command::Report(args) => cmd_scale::render(&args.dir).map(|()| ExitCode::SUCCESS),
@@ -158,6 +170,9 @@ mod tests {
             "rwkv-lab report reports/scaling/x",
             "rwkv-lab reproduce",
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --max-new 8 --temperature 0.8 --top-p 0.9 --seed 3 --check",
+            "rwkv-lab generate --checkpoint dir --prompt Hello --tokenizer t.json --memory-budget 1G --prompt-mode scan",
+            "rwkv-lab convert --checkpoint m.pth --out dir",
+            "rwkv-lab convert --checkpoint dir --out m.safetensors --to blinkdl --dtype f64 --check-tokens 4",
         ] {
             let cli = Cli::try_parse_from(line.split_whitespace())
                 .unwrap_or_else(|e| panic!("{line}: {e}"));
@@ -169,6 +184,11 @@ mod tests {
             "rwkv-lab verify --random --chunk-len 0",
             "rwkv-lab verify --random --seq-len 0",
             "rwkv-lab bench-wkv --seq-lens 8,0",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --temperature -1",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --top-p 0",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --memory-budget 0",
+            "rwkv-lab generate --checkpoint m.pth",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --prompt x",
         ] {
             assert!(
                 Cli::try_parse_from(bad.split_whitespace()).is_err(),

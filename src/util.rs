@@ -21,6 +21,15 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is not a size like 8G, 512M or 1000000 (units K, M, G, T)"))
 }
 
+/// clap value parser for `--memory-budget` of every command: a size of at least one byte
+/// (a budget of 0 would skip or refuse everything, which is never what was meant).
+pub fn memory_budget(s: &str) -> Result<u64, String> {
+    match parse_bytes(s)? {
+        0 => Err("must be more than 0 bytes".into()),
+        b => Ok(b),
+    }
+}
+
 /// clap value parser for one token id (lists are split on commas by clap).
 pub fn parse_id(s: &str) -> Result<i64, String> {
     let t = s.trim();
@@ -43,5 +52,7 @@ mod tests {
         assert_eq!(parse_bytes("2K"), Ok(2048));
         assert_eq!(parse_bytes("1.5G"), Ok(1610612736));
         assert!(parse_bytes("3Q").is_err());
+        assert!(memory_budget("0").unwrap_err().contains("more than 0"));
+        assert_eq!(memory_budget("1K"), Ok(1024));
     }
 }

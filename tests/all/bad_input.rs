@@ -101,6 +101,48 @@ fn mode_names_parse_or_fail_clearly() {
     }
 }
 
+/// The one token check and the one mode check, called directly (the model, the operator
+/// and `FromStr` go through them).
+#[test]
+fn token_and_mode_checks_are_callable_on_their_own() {
+    let cfg = RwkvConfig::new(10, 4, 1, 8);
+    assert_eq!(cfg.check_tokens(&[0, 9, 3, 4], [2, 2]), Ok(()));
+    assert_eq!(
+        cfg.check_tokens(&[0, 9, 3, 10], [2, 2]),
+        Err(RwkvError::TokenOutOfRange {
+            token: 10,
+            batch: 1,
+            position: 1,
+            vocab_size: 10
+        })
+    );
+    assert!(matches!(
+        cfg.check_tokens(&[5, -3], [1, 2]),
+        Err(RwkvError::TokenOutOfRange {
+            token: -3,
+            position: 1,
+            ..
+        })
+    ));
+    assert_eq!(cfg.check_tokens(&[], [0, 3]), Err(RwkvError::EmptyBatch));
+    assert_eq!(cfg.check_tokens(&[], [1, 0]), Err(RwkvError::EmptySequence));
+    let e = cfg.check_tokens(&[1, 2, 3], [2, 2]).unwrap_err();
+    assert!(
+        matches!(&e, RwkvError::Shape { what, .. } if what == "tokens"),
+        "{e}"
+    );
+
+    assert_eq!(WkvMode::chunked(0), Err(RwkvError::ZeroChunkLen));
+    assert_eq!(WkvMode::chunked(7), Ok(WkvMode::Chunked { len: 7 }));
+    assert_eq!(
+        WkvMode::Chunked { len: 0 }.validate(),
+        Err(RwkvError::ZeroChunkLen)
+    );
+    for m in WkvMode::all(3) {
+        assert_eq!(m.validate(), Ok(()));
+    }
+}
+
 fn model() -> rwkv::Rwkv<F64> {
     random_model::<F64>(3, 10, 4, 2, 8, rwkv::Variant::default())
 }

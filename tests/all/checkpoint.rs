@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rwkv_checkpoint::{Format, RefTolerances, load, load_reference, save_hf, verify_reference};
+use rwkv_checkpoint::{Checkpoint, Format, load, load_reference, save_hf};
+use rwkv_lab_core::verify::{Inputs, ORACLE, VerifyOptions, verify_checkpoint};
 
 use crate::common::*;
 
@@ -43,15 +44,47 @@ fn both_formats_load_to_the_same_tensors() {
     }
 }
 
-fn check_reference<B: rwkv::WkvBackend>(
-    file: &str,
-    tol: RefTolerances,
+/// torch.save's legacy (non-zip) format reads like the zip one.
+#[test]
+fn legacy_pth_loads_like_the_zip() {
+    let zip = load(fixture("model.pth")).unwrap();
+    let legacy = load(fixture("model-legacy.pth")).unwrap();
+    assert_eq!(legacy.format, Format::BlinkDlPth);
+    assert_eq!(legacy.config, zip.config);
+    assert_eq!(legacy.tensors, zip.tensors);
+}
+
+/// The comparisons of `verify --checkpoint CKPT --reference` against the reference's arrays
+/// (`ref_tol`: a fixed tolerance, or None for the condition-aware ones).
+pub fn reference_rows<B: rwkv::WkvBackend>(
+    ckpt: &Checkpoint,
+    ref_tol: Option<f64>,
 ) -> Vec<rwkv::verify::Comparison> {
+    let reference = load_reference(fixture("reference.safetensors")).unwrap();
+    let opts = VerifyOptions {
+        chunk_len: 5,
+        ref_tol,
+        ..VerifyOptions::default()
+    };
+    let report = verify_checkpoint::<B>(
+        &Default::default(),
+        ckpt,
+        Inputs::Reference(&reference),
+        &opts,
+    )
+    .unwrap();
+    report
+        .comparisons
+        .into_iter()
+        .filter(|c| c.b != "recurrent" && c.b != ORACLE)
+        .collect()
+}
+
+fn check_reference<B: rwkv::WkvBackend>(file: &str) -> Vec<rwkv::verify::Comparison> {
     let ckpt = load(fixture(file)).unwrap();
-    let model = ckpt.to_model::<B>(&Default::default()).unwrap();
     let reference = load_reference(fixture("reference.safetensors")).unwrap();
     assert_eq!(reference.split, Some(7));
-    let comps = verify_reference(&model, &reference, 5, tol).unwrap();
+    let comps = reference_rows::<B>(&ckpt, None);
     let failed: Vec<_> = comps.iter().filter(|c| !c.pass).collect();
     assert!(failed.is_empty(), "{file}: {failed:#?}");
     comps
@@ -60,7 +93,7 @@ fn check_reference<B: rwkv::WkvBackend>(
 #[test]
 fn every_formulation_reproduces_the_reference_f64() {
     for file in ["model.pth", ""] {
-        let comps = check_reference::<F64>(file, RefTolerances::for_precision(true));
+        let comps = check_reference::<F64>(file);
         // 5 whole runs × (exact, whole, 2 BlinkDL, 4 state) + 5 split runs
         assert_eq!(comps.len(), 5 * 8 + 5);
         for key in [
@@ -86,7 +119,7 @@ fn every_formulation_reproduces_the_reference_f64() {
 #[test]
 fn every_formulation_reproduces_the_reference_f32() {
     for file in ["model.pth", "model.safetensors"] {
-        check_reference::<F32>(file, RefTolerances::for_precision(false));
+        check_reference::<F32>(file);
     }
 }
 
@@ -98,10 +131,7 @@ fn a_wrong_model_fails_the_reference() {
         .get_mut("blocks.1.att.time_decay")
         .unwrap()
         .data[3] += 0.05;
-    let model = ckpt.to_model::<F64>(&Default::default()).unwrap();
-    let reference = load_reference(fixture("reference.safetensors")).unwrap();
-    let comps =
-        verify_reference(&model, &reference, 5, RefTolerances::for_precision(true)).unwrap();
+    let comps = reference_rows::<F64>(&ckpt, None);
     assert!(
         comps
             .iter()
@@ -263,9 +293,7 @@ fn bf16_pth_loads_and_runs() {
             assert_eq!(*a, rounded, "{k}");
         }
     }
-    let model = ckpt.to_model::<F64>(&Default::default()).unwrap();
-    let reference = load_reference(fixture("reference.safetensors")).unwrap();
-    let comps = verify_reference(&model, &reference, 4, RefTolerances::uniform(0.1)).unwrap();
+    let comps = reference_rows::<F64>(&ckpt, Some(0.1));
     assert!(comps.iter().all(|c| c.pass), "{comps:#?}");
     let worst = comps
         .iter()

@@ -117,14 +117,15 @@ fn truncated_or_corrupt_files() {
     for (src, name) in [
         ("model.pth", "cut.pth"),
         ("model.safetensors", "cut.safetensors"),
+        ("model-legacy.pth", "cut-legacy.pth"),
     ] {
         let bytes = std::fs::read(fixture(src)).unwrap();
         for cut in [3, bytes.len() / 2, bytes.len() - 10] {
             let p = dir.path().join(format!("{cut}-{name}"));
             std::fs::write(&p, &bytes[..cut]).unwrap();
             let e = load(&p).unwrap_err();
-            assert!(matches!(e, CheckpointError::Read { .. }), "{e}");
-            assert_clear(&p, e, "cannot read");
+            assert!(matches!(e, CheckpointError::Truncated { .. }), "{e}");
+            assert_clear(&p, e, "truncated");
         }
     }
     // garbage in the header
@@ -135,6 +136,164 @@ fn truncated_or_corrupt_files() {
     let p = dir.path().join("garbage.safetensors");
     std::fs::write(&p, &bytes).unwrap();
     assert_clear(&p, load(&p).unwrap_err(), "cannot read");
+    // a zip whose end record points its central directory outside the file
+    let mut bytes = std::fs::read(fixture("model.pth")).unwrap();
+    let end = bytes.len() - 22;
+    assert_eq!(&bytes[end..end + 4], b"PK\x05\x06");
+    bytes[end + 16..end + 20].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+    let p = dir.path().join("bad-directory.pth");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = load(&p).unwrap_err();
+    assert!(matches!(e, CheckpointError::Read { .. }), "{e}");
+    assert_clear(&p, e, "corrupt zip archive");
+}
+
+/// Lengths to cut a file of `len` bytes to: the first 32, every 1499th, the last 128.
+fn cuts(len: usize) -> Vec<usize> {
+    let mut c: Vec<usize> = (1..32).chain((32..len).step_by(1499)).collect();
+    c.extend(len.saturating_sub(128)..len);
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+/// Every cut of every shipped checkpoint file, in both containers and both PyTorch
+/// formats, says "truncated" (burn-store alone says "Invalid pickle opcode" for a cut zip,
+/// "header too large" or worse for a cut safetensors file, and reads the missing storages
+/// of a cut legacy file as zeros, without an error).
+#[test]
+fn every_cut_says_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "model.pth",
+        "model-bf16.pth",
+        "model-legacy.pth",
+        "model.safetensors",
+    ] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let p = dir.path().join(format!("cut-{name}"));
+        for cut in cuts(bytes.len()) {
+            std::fs::write(&p, &bytes[..cut]).unwrap();
+            let e = load(&p).unwrap_err();
+            assert!(
+                matches!(e, CheckpointError::Truncated { .. }),
+                "{name} cut to {cut} of {} bytes: {e}",
+                bytes.len()
+            );
+            let msg = e.to_string();
+            assert!(
+                msg.contains("truncated")
+                    && msg.contains(&p.display().to_string())
+                    && !msg.contains('\n'),
+                "{msg}"
+            );
+        }
+        // the whole file loads
+        load(fixture(name)).unwrap();
+    }
+    // the cut the issue names, through the CLI
+    let bytes = std::fs::read(fixture("model.pth")).unwrap();
+    let p = dir.path().join("last-105.pth");
+    std::fs::write(&p, &bytes[..bytes.len() - 105]).unwrap();
+    let e = load(&p).unwrap_err();
+    assert_clear(&p, e, "truncated zip archive");
+}
+
+#[test]
+fn empty_and_special_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.pth");
+    std::fs::write(&p, b"").unwrap();
+    let e = load(&p).unwrap_err();
+    assert!(matches!(e, CheckpointError::EmptyFile { .. }), "{e}");
+    assert_clear(&p, e, "empty file");
+
+    let null = Path::new("/dev/null");
+    if null.exists() {
+        let e = load(null).unwrap_err();
+        assert!(matches!(e, CheckpointError::NotRegularFile { .. }), "{e}");
+        assert_clear(null, e, "not a regular file (a character device)");
+    }
+    // a folder whose model file is itself a folder
+    let folder = dir.path().join("hf");
+    std::fs::create_dir_all(folder.join("model.safetensors")).unwrap();
+    std::fs::copy(fixture("config.json"), folder.join("config.json")).unwrap();
+    let e = load(&folder).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("model.safetensors: not a regular file"),
+        "{e}"
+    );
+}
+
+/// Files that are no checkpoint at all say what they look like, whatever their name.
+#[test]
+fn not_a_checkpoint_says_what_it_looks_like() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "# a spec\nseed: 0\nprefill:\n  seq_lens: [128, 256]\n";
+    let cases: [(&str, Vec<u8>, &str); 6] = [
+        ("spec.pth", spec.into(), "looks like YAML text"),
+        ("spec.safetensors", spec.into(), "looks like YAML text"),
+        ("spec", spec.into(), "looks like YAML text"),
+        (
+            "config.bin",
+            std::fs::read(fixture("config.json")).unwrap(),
+            "looks like JSON text",
+        ),
+        (
+            "notes.pth",
+            b"some notes about a model\n".to_vec(),
+            "looks like plain text",
+        ),
+        (
+            "noise.safetensors",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 | 0x80)
+                .collect(),
+            "looks like binary data",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let e = load(&p).unwrap_err();
+        assert!(
+            matches!(e, CheckpointError::NotACheckpoint { .. }),
+            "{name}: {e}"
+        );
+        assert_clear(&p, e, &format!("not a checkpoint ({needle}"));
+    }
+}
+
+/// Token-shift mixes are `[1, 1, C]` in the shipped files; `[C]` and `[1, C]` load to the
+/// same tensors, any other shape is refused.
+#[test]
+fn mixes_load_in_any_of_their_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = load(fixture("model.safetensors")).unwrap();
+    for (name, shape) in [("flat", vec![32]), ("row", vec![1, 32])] {
+        let p = edited(dir.path(), name, |t| {
+            for (n, _, s, _) in t.iter_mut() {
+                if n.contains("time_mix_") {
+                    *s = shape.clone();
+                }
+            }
+        });
+        let ckpt = load(&p).unwrap();
+        assert_eq!(ckpt.tensors, base.tensors, "{name}");
+    }
+    let p = edited(dir.path(), "column", |t| {
+        for (n, _, s, _) in t.iter_mut() {
+            if n == "rwkv.blocks.0.attention.time_mix_key" {
+                *s = vec![32, 1];
+            }
+        }
+    });
+    assert_clear(
+        &p,
+        load(&p).unwrap_err(),
+        "`rwkv.blocks.0.attention.time_mix_key` has shape [32, 1], expected [1, 1, 32]",
+    );
 }
 
 #[test]

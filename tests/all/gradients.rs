@@ -4,7 +4,7 @@
 //! (besides the finite-difference unit test in `wkv::scan`).
 //!
 //! The loss reads the outputs and the final state in canonical form (the raw triple is
-//! representation-dependent, see DESIGN.md §4).
+//! representation-dependent, see docs/design.md §3).
 
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};

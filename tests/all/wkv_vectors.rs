@@ -1,4 +1,4 @@
-//! The hand-checked vectors of DESIGN.md §3 (one channel, computed in float64 by hand),
+//! The hand-checked vectors of docs/design.md §11 (one channel, computed in float64 by hand),
 //! for every formulation, in f32 and f64, to 1e-6.
 
 use rwkv::wkv::{WkvBackend, WkvMode};
@@ -93,7 +93,7 @@ fn hand_checked_vectors_f32() {
     check::<F32>(1e-6);
 }
 
-/// DESIGN.md §3: C = 8, L = 3, layer 1, read back from a built model's parameters.
+/// docs/design.md §11: C = 8, L = 3, layer 1, read back from a built model's parameters.
 #[test]
 fn init_vectors_in_built_model() {
     let dev = Default::default();
@@ -123,7 +123,7 @@ fn parameter_count_matches_formula() {
     for (v, c, l) in [(11, 8, 1), (50, 16, 3), (7, 4, 2)] {
         let cfg = RwkvConfig::rwkv4(v, c, l);
         let model = cfg.init::<F32>(&dev).unwrap();
-        // DESIGN.md: 2VC + 13C²L + C(11L + 4)
+        // docs/design.md §2: 2VC + 13C²L + C(11L + 4)
         let formula = 2 * v * c + 13 * c * c * l + c * (11 * l + 4);
         assert_eq!(model.num_params(), formula);
         assert_eq!(cfg.num_params(), formula);

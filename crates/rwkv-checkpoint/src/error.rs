@@ -22,7 +22,45 @@ pub enum CheckpointError {
         /// What is missing.
         what: String,
     },
-    /// The file could not be parsed (truncated, corrupt, not this format).
+    /// Not a regular file (a device such as `/dev/null`, a pipe, a socket).
+    #[error(
+        "{path}: not a regular file ({kind}); expected a checkpoint file or a Hugging Face model folder"
+    )]
+    NotRegularFile {
+        /// The path as given.
+        path: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// A file of 0 bytes.
+    #[error("{path}: empty file (0 bytes); expected a checkpoint")]
+    EmptyFile {
+        /// The file.
+        path: String,
+    },
+    /// A file that ends before its container says it should.
+    #[error(
+        "{path}: truncated {format}: {detail}; the file was cut short (copy or download it again)"
+    )]
+    Truncated {
+        /// The file.
+        path: String,
+        /// The container it was recognised as.
+        format: &'static str,
+        /// What is missing.
+        detail: String,
+    },
+    /// A file of another kind altogether.
+    #[error(
+        "{path}: not a checkpoint (looks like {looks_like}); expected a BlinkDL .pth, a .safetensors file or a Hugging Face model folder"
+    )]
+    NotACheckpoint {
+        /// The file.
+        path: String,
+        /// What its first bytes look like.
+        looks_like: String,
+    },
+    /// The file could not be parsed (corrupt, or not what its container promised).
     #[error("{path}: cannot read as {format}: {reason}")]
     Read {
         /// The file.

@@ -1,156 +1,73 @@
-//! Key names: BlinkDL (the canonical names here, mirrored by the model's parameters) and
-//! Hugging Face `RwkvForCausalLM`, the expected key set of an RWKV-4 model, and the keys
-//! that give away other RWKV generations.
+//! Key names: BlinkDL (the canonical names, those of the parameter table in
+//! [`rwkv::params`]) and Hugging Face `RwkvForCausalLM`, renamed in either direction by one
+//! table; the keys that give away other RWKV generations; and the renaming of a file's keys
+//! (the "key renaming" step of loading).
+
+use std::collections::BTreeMap;
+
+use burn_store::TensorSnapshot;
+
+use crate::error::{CheckpointError, Result};
+
+/// The renaming table, `(BlinkDL, Hugging Face)`: read left to right for BlinkDL → HF and
+/// right to left for HF → BlinkDL. An entry ending in `.` renames a prefix, any other a
+/// whole name; the first entry that matches applies.
+const TOP_LEVEL: &[(&str, &str)] = &[
+    ("head.weight", "head.weight"),
+    ("emb.", "rwkv.embeddings."),
+    ("ln_out.", "rwkv.ln_out."),
+    (BLOCKS.0, BLOCKS.1),
+];
+
+/// The block prefix; what follows `blocks.N.` is renamed by [`IN_BLOCK`] (or kept).
+const BLOCKS: (&str, &str) = ("blocks.", "rwkv.blocks.");
+
+/// Names inside `blocks.N.`; whole names before the prefixes they start with.
+const IN_BLOCK: &[(&str, &str)] = &[
+    ("att.time_mix_k", "attention.time_mix_key"),
+    ("att.time_mix_v", "attention.time_mix_value"),
+    ("att.time_mix_r", "attention.time_mix_receptance"),
+    ("ffn.time_mix_k", "feed_forward.time_mix_key"),
+    ("ffn.time_mix_r", "feed_forward.time_mix_receptance"),
+    ("ln0.", "pre_ln."),
+    ("att.", "attention."),
+    ("ffn.", "feed_forward."),
+];
+
+/// Renames `key` from one side of a table to the other (`to_hf`: BlinkDL → HF). `None` when
+/// no top-level entry matches or the block number is not a number.
+fn rename(key: &str, to_hf: bool) -> Option<String> {
+    let side = |&(blinkdl, hf): &(&'static str, &'static str)| {
+        if to_hf { (blinkdl, hf) } else { (hf, blinkdl) }
+    };
+    let apply = |table: &[(&'static str, &'static str)], name: &str| {
+        table.iter().map(side).find_map(|(from, to)| {
+            let rest = if from.ends_with('.') {
+                name.strip_prefix(from)?
+            } else {
+                (name == from).then_some("")?
+            };
+            Some(format!("{to}{rest}"))
+        })
+    };
+    let (from_blocks, to_blocks) = side(&BLOCKS);
+    if let Some(rest) = key.strip_prefix(from_blocks) {
+        let (n, name) = rest.split_once('.')?;
+        n.parse::<usize>().ok()?;
+        let name = apply(IN_BLOCK, name).unwrap_or_else(|| name.to_string());
+        return Some(format!("{to_blocks}{n}.{name}"));
+    }
+    apply(TOP_LEVEL, key)
+}
 
 /// HF name → BlinkDL name; `None` when the key is not an HF RWKV-4 name.
 pub fn hf_to_blinkdl(key: &str) -> Option<String> {
-    if key == "head.weight" {
-        return Some(key.into());
-    }
-    let rest = key.strip_prefix("rwkv.")?;
-    if let Some(r) = rest.strip_prefix("embeddings.") {
-        return Some(format!("emb.{r}"));
-    }
-    if rest.starts_with("ln_out.") {
-        return Some(rest.into());
-    }
-    let r = rest.strip_prefix("blocks.")?;
-    let (n, r) = r.split_once('.')?;
-    n.parse::<usize>().ok()?;
-    let r = if let Some(x) = r.strip_prefix("pre_ln.") {
-        format!("ln0.{x}")
-    } else if let Some(x) = r.strip_prefix("attention.") {
-        format!("att.{}", short_mix(x))
-    } else if let Some(x) = r.strip_prefix("feed_forward.") {
-        format!("ffn.{}", short_mix(x))
-    } else {
-        r.to_string()
-    };
-    Some(format!("blocks.{n}.{r}"))
+    rename(key, false)
 }
 
-/// BlinkDL name → HF name.
+/// BlinkDL name → HF name (a key outside the table is returned unchanged).
 pub fn blinkdl_to_hf(key: &str) -> String {
-    if key == "head.weight" {
-        return key.into();
-    }
-    if let Some(r) = key.strip_prefix("emb.") {
-        return format!("rwkv.embeddings.{r}");
-    }
-    if key.starts_with("ln_out.") {
-        return format!("rwkv.{key}");
-    }
-    if let Some(r) = key.strip_prefix("blocks.")
-        && let Some((n, r)) = r.split_once('.')
-    {
-        let r = if let Some(x) = r.strip_prefix("ln0.") {
-            format!("pre_ln.{x}")
-        } else if let Some(x) = r.strip_prefix("att.") {
-            format!("attention.{}", long_mix(x))
-        } else if let Some(x) = r.strip_prefix("ffn.") {
-            format!("feed_forward.{}", long_mix(x))
-        } else {
-            r.to_string()
-        };
-        return format!("rwkv.blocks.{n}.{r}");
-    }
-    key.into()
-}
-
-fn short_mix(x: &str) -> String {
-    match x {
-        "time_mix_key" => "time_mix_k".into(),
-        "time_mix_value" => "time_mix_v".into(),
-        "time_mix_receptance" => "time_mix_r".into(),
-        other => other.into(),
-    }
-}
-
-fn long_mix(x: &str) -> String {
-    match x {
-        "time_mix_k" => "time_mix_key".into(),
-        "time_mix_v" => "time_mix_value".into(),
-        "time_mix_r" => "time_mix_receptance".into(),
-        other => other.into(),
-    }
-}
-
-/// What one parameter of an RWKV-4 model is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `[V, C]`.
-    Embedding,
-    /// `[out, in]` in the file.
-    Linear { d_out: usize, d_in: usize },
-    /// `[C]`.
-    Vector,
-    /// `[C]`, `[1, C]` or `[1, 1, C]` (token-shift mixes).
-    Mix,
-}
-
-/// Dimensions of an RWKV-4 model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dims {
-    /// V.
-    pub vocab: usize,
-    /// C.
-    pub d_model: usize,
-    /// L.
-    pub n_layers: usize,
-    /// F.
-    pub d_ffn: usize,
-    /// Whether block 0 has `ln0`.
-    pub ln0: bool,
-}
-
-/// Every key of an RWKV-4 model with these dimensions, with its role.
-pub fn expected(d: Dims) -> Vec<(String, Role)> {
-    let (v, c, f) = (d.vocab, d.d_model, d.d_ffn);
-    let mut out = vec![("emb.weight".to_string(), Role::Embedding)];
-    for l in 0..d.n_layers {
-        let p = format!("blocks.{l}.");
-        let mut lns = vec!["ln1", "ln2"];
-        if l == 0 && d.ln0 {
-            lns.insert(0, "ln0");
-        }
-        for ln in lns {
-            out.push((format!("{p}{ln}.weight"), Role::Vector));
-            out.push((format!("{p}{ln}.bias"), Role::Vector));
-        }
-        for m in [
-            "att.time_mix_k",
-            "att.time_mix_v",
-            "att.time_mix_r",
-            "ffn.time_mix_k",
-            "ffn.time_mix_r",
-        ] {
-            out.push((format!("{p}{m}"), Role::Mix));
-        }
-        out.push((format!("{p}att.time_decay"), Role::Vector));
-        out.push((format!("{p}att.time_first"), Role::Vector));
-        for m in ["key", "value", "receptance", "output"] {
-            out.push((
-                format!("{p}att.{m}.weight"),
-                Role::Linear { d_out: c, d_in: c },
-            ));
-        }
-        out.push((
-            format!("{p}ffn.key.weight"),
-            Role::Linear { d_out: f, d_in: c },
-        ));
-        out.push((
-            format!("{p}ffn.receptance.weight"),
-            Role::Linear { d_out: c, d_in: c },
-        ));
-        out.push((
-            format!("{p}ffn.value.weight"),
-            Role::Linear { d_out: c, d_in: f },
-        ));
-    }
-    out.push(("ln_out.weight".into(), Role::Vector));
-    out.push(("ln_out.bias".into(), Role::Vector));
-    out.push(("head.weight".into(), Role::Linear { d_out: v, d_in: c }));
-    out
+    rename(key, true).unwrap_or_else(|| key.to_string())
 }
 
 /// Keys that only later RWKV generations have: `(generation, key suffix)`.
@@ -191,40 +108,116 @@ pub fn other_generation<'a>(
     None
 }
 
+/// A file's tensors under their BlinkDL names, each with the name it has in the file.
+pub(crate) struct Renamed {
+    /// The file, for messages.
+    pub path: String,
+    /// Whether the file uses Hugging Face names.
+    pub hf: bool,
+    /// BlinkDL name → (name in the file, tensor).
+    pub tensors: BTreeMap<String, (String, TensorSnapshot)>,
+    /// Names in the file that have no BlinkDL name.
+    pub unknown: Vec<String>,
+}
+
+impl Renamed {
+    /// Rejects later RWKV generations, then renames HF keys (a file whose keys start with
+    /// `rwkv.`) to BlinkDL ones.
+    pub fn new(path: &str, raw: BTreeMap<String, TensorSnapshot>) -> Result<Self> {
+        if let Some((version, key)) = other_generation(raw.keys()) {
+            return Err(CheckpointError::OtherVersion {
+                path: path.into(),
+                version,
+                key,
+            });
+        }
+        let hf = raw.keys().any(|k| k.starts_with("rwkv."));
+        let mut tensors = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for (key, snapshot) in raw {
+            let name = if hf {
+                hf_to_blinkdl(&key)
+            } else {
+                Some(key.clone())
+            };
+            match name {
+                Some(name) => {
+                    tensors.insert(name, (key, snapshot));
+                }
+                None => unknown.push(key),
+            }
+        }
+        Ok(Self {
+            path: path.into(),
+            hf,
+            tensors,
+            unknown,
+        })
+    }
+
+    /// The name a BlinkDL key has (or would have) in this file, for messages.
+    pub fn file_key(&self, name: &str) -> String {
+        if self.hf {
+            blinkdl_to_hf(name)
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// The shape of the tensor named `name` (BlinkDL), if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|(_, s)| s.shape.as_slice())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_round_trip() {
-        let d = Dims {
-            vocab: 5,
-            d_model: 4,
-            n_layers: 3,
-            d_ffn: 16,
-            ln0: true,
-        };
-        for (k, _) in expected(d) {
+        let cfg = rwkv::RwkvConfig::new(5, 4, 3, 16);
+        for spec in cfg.params() {
+            let k = spec.key;
             let hf = blinkdl_to_hf(&k);
             assert_eq!(
                 hf_to_blinkdl(&hf).as_deref(),
                 Some(k.as_str()),
                 "{k} -> {hf}"
             );
+            assert!(hf.starts_with("rwkv.") || hf == "head.weight", "{hf}");
         }
+        for (blinkdl, hf) in [
+            ("blocks.0.ln0.weight", "rwkv.blocks.0.pre_ln.weight"),
+            (
+                "blocks.2.att.time_mix_k",
+                "rwkv.blocks.2.attention.time_mix_key",
+            ),
+            (
+                "blocks.1.ffn.time_mix_r",
+                "rwkv.blocks.1.feed_forward.time_mix_receptance",
+            ),
+            (
+                "blocks.2.ffn.key.weight",
+                "rwkv.blocks.2.feed_forward.key.weight",
+            ),
+            ("blocks.0.ln1.bias", "rwkv.blocks.0.ln1.bias"),
+            ("emb.weight", "rwkv.embeddings.weight"),
+            ("ln_out.bias", "rwkv.ln_out.bias"),
+            ("head.weight", "head.weight"),
+        ] {
+            assert_eq!(blinkdl_to_hf(blinkdl), hf);
+            assert_eq!(hf_to_blinkdl(hf).as_deref(), Some(blinkdl));
+        }
+        // unknown names inside a block are kept (and later reported as unexpected)
         assert_eq!(
-            blinkdl_to_hf("blocks.0.ln0.weight"),
-            "rwkv.blocks.0.pre_ln.weight"
-        );
-        assert_eq!(
-            blinkdl_to_hf("blocks.2.att.time_mix_k"),
-            "rwkv.blocks.2.attention.time_mix_key"
-        );
-        assert_eq!(
-            blinkdl_to_hf("blocks.2.ffn.key.weight"),
-            "rwkv.blocks.2.feed_forward.key.weight"
+            hf_to_blinkdl("rwkv.blocks.0.attention.bonus_bias").as_deref(),
+            Some("blocks.0.att.bonus_bias")
         );
         assert_eq!(hf_to_blinkdl("rwkv.something"), None);
+        assert_eq!(hf_to_blinkdl("rwkv.blocks.x.ln1.weight"), None);
+        assert_eq!(hf_to_blinkdl("head.bias"), None);
+        assert_eq!(blinkdl_to_hf("something.else"), "something.else");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, TensorData};
-use rwkv::{ParamShape, Rwkv};
+use rwkv::Rwkv;
 
 use crate::error::{CheckpointError, Result};
-use crate::keys;
+use crate::{keys, layout};
 
 /// A tensor ready for the safetensors writer.
 struct Entry {
@@ -62,33 +62,19 @@ pub fn save_hf<B: Backend>(model: &Rwkv<B>, dir: impl AsRef<Path>) -> Result<()>
     std::fs::create_dir_all(dir).map_err(|e| write_err(e.to_string()))?;
     let cfg = &model.config;
     let mut entries: Vec<(String, Entry)> = Vec::new();
-    for (key, shape, data) in model.named_params() {
+    for (spec, data) in model.named_params() {
         let f64_out = data.dtype == DType::F64;
         let dtype = if f64_out {
             safetensors::Dtype::F64
         } else {
             safetensors::Dtype::F32
         };
-        let values = host(data);
-        let (file_shape, values) = match shape {
-            ParamShape::Linear { d_in, d_out } => {
-                let mut t = vec![0.0; d_in * d_out];
-                for i in 0..d_in {
-                    for o in 0..d_out {
-                        t[o * d_in + i] = values[i * d_out + o];
-                    }
-                }
-                (vec![d_out, d_in], t)
-            }
-            ParamShape::Vector(c) if key.contains("time_mix_") => (vec![1, 1, c], values),
-            ParamShape::Vector(c) => (vec![c], values),
-            ParamShape::Embedding { vocab, d_model } => (vec![vocab, d_model], values),
-        };
+        let (shape, values) = layout::to_file(&spec, host(data));
         entries.push((
-            keys::blinkdl_to_hf(&key),
+            keys::blinkdl_to_hf(&spec.key),
             Entry {
                 dtype,
-                shape: file_shape,
+                shape,
                 bytes: bytes(&values, f64_out),
             },
         ));

@@ -1,252 +1,197 @@
-//! Checking a loaded model against a reference file: every formulation and RNN mode
-//! against the arrays third-party implementations computed.
+//! Comparing one run of a model with the arrays of a reference file, each with a
+//! tolerance that knows how precisely that array was computed (see [`rwkv::verify`]).
 
-use burn::tensor::{Int, Tensor, TensorData};
-use rwkv::verify::{Comparison, to_f64};
-use rwkv::{Rwkv, RwkvState, WkvBackend, WkvMode};
+use rwkv::verify::{
+    Algorithm, Bound, CANONICAL_PARTS, Comparison, Conditioning, Precision, QuantityKind,
+    RunOutput, Tolerance,
+};
 
-use crate::error::{CheckpointError, Result};
 use crate::reference::Reference;
 
-/// Tolerances for comparisons against reference arrays (absolute on logits, scaled on the
-/// canonical state). Defaults follow the reference README: a float32 implementation lands
-/// within about 1e-5 of `logits_exact_f64` and `logits_whole`; a float64 one within 1e-9 of
-/// `logits_exact_f64` and 1e-7 of `logits_whole` / `logits_split` (HF keeps its WKV state
-/// in float32); BlinkDL's runtime is float32 (1.1e-6 from HF on `tiny`); HF's final states
-/// are float32 buffers.
+/// Tolerances for comparisons against reference arrays.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RefTolerances {
-    /// Against `logits_exact_f64`.
-    pub exact: f64,
-    /// Against `logits_whole` and `logits_split`.
-    pub hf: f64,
-    /// Against `blinkdl_seq_logits0` and `blinkdl_rnn_logits0`.
-    pub blinkdl: f64,
-    /// Against `final_state_*` (canonical form, scaled criterion).
-    pub state: f64,
+pub enum RefTolerances {
+    /// Condition-aware, from the precision of the run and of each array
+    /// ([`array_precision`]) and the conditioning of the input.
+    Derived,
+    /// One fixed tolerance: absolute on logits (`max_abs ≤ tol`), scaled on the state.
+    Uniform(f64),
 }
 
-impl RefTolerances {
-    /// The defaults for a float32 or float64 run.
-    pub fn for_precision(f64_run: bool) -> Self {
-        if f64_run {
-            Self {
-                exact: 1e-9,
-                hf: 1e-7,
-                blinkdl: 1e-5,
-                state: 1e-5,
-            }
-        } else {
-            Self {
-                exact: 1e-5,
-                hf: 1e-5,
-                blinkdl: 1e-5,
-                state: 1e-5,
-            }
-        }
-    }
-
-    /// The same tolerance everywhere.
-    pub fn uniform(tol: f64) -> Self {
-        Self {
-            exact: tol,
-            hf: tol,
-            blinkdl: tol,
-            state: tol,
-        }
+/// How precisely a reference array was computed, by its name:
+/// - `logits_exact_f64`: float64 throughout, explicit softmax form (block class);
+/// - `logits_whole`, `logits_split`, `final_state_*`: Hugging Face `transformers` with the
+///   model in float64, but its WKV state `(aa, bb, pp)` and keys rounded to float32 at every
+///   step: float32, [`Algorithm::F32State`];
+/// - `blinkdl_*`: BlinkDL's runtime with strategy `cpu fp32`: float32, recurrent class.
+pub fn array_precision(key: &str) -> Option<Precision> {
+    if key == "logits_exact_f64" {
+        Some(Precision::f64(Algorithm::Block))
+    } else if key.starts_with("logits_") || key.starts_with("final_state_") {
+        Some(Precision::f32(Algorithm::F32State))
+    } else if key.starts_with("blinkdl_") {
+        Some(Precision::f32(Algorithm::Recurrent))
+    } else {
+        None
     }
 }
 
-/// One run's logits `[B, T, V]` and final state in the HF layout (5 arrays `[B, C, L]`).
-struct Run {
-    name: String,
-    logits: Vec<f64>,
-    state: Option<[Vec<f64>; 5]>,
+/// A run to compare with a reference: its name, its outputs and how it computed them.
+#[derive(Debug, Clone, Copy)]
+pub struct RunView<'a> {
+    /// Shown as `a`.
+    pub name: &'a str,
+    /// Logits and canonical final state.
+    pub output: &'a RunOutput,
+    /// Precision and algorithm class of the run.
+    pub precision: Precision,
 }
 
-/// The state as HF's five `[B, C, L]` arrays: ffn shift, att shift, aa, bb, pp.
-fn hf_state<B: burn::tensor::backend::Backend>(s: &RwkvState<B>) -> [Vec<f64>; 5] {
-    let l_total = s.layers.len();
-    let [b, c] = s.layers[0].dims();
-    let mut out: [Vec<f64>; 5] = std::array::from_fn(|_| vec![0.0; b * c * l_total]);
-    for (l, layer) in s.layers.iter().enumerate() {
-        let parts = [
-            to_f64(layer.ffn_shift.clone()),
-            to_f64(layer.att_shift.clone()),
-            to_f64(layer.wkv.aa.clone()),
-            to_f64(layer.wkv.bb.clone()),
-            to_f64(layer.wkv.pp.clone()),
-        ];
-        for (k, p) in parts.iter().enumerate() {
+/// The reference's final state (`final_state_0..4`, HF layout `[B, C, L]`: ffn shift, att
+/// shift, aa, bb, pp) in the order of [`rwkv::verify::canonical_state`]: per layer the att
+/// shift, `aa/bb`, `pp + ln bb` and the ffn shift, each `[B, C]`. None unless all five
+/// arrays are present (their shapes were checked by [`Reference::check`]).
+pub fn reference_canonical_state(r: &Reference, n_layers: usize) -> Option<Vec<f64>> {
+    let s: Vec<&[f64]> = (0..5)
+        .map(|i| {
+            r.get(&format!("final_state_{i}"))
+                .map(|t| t.data.as_slice())
+        })
+        .collect::<Option<_>>()?;
+    let (b, l) = (r.batch, n_layers);
+    let c = s[0].len() / (b * l).max(1);
+    let mut out = Vec::with_capacity(4 * b * c * l);
+    let at = |bi: usize, ci: usize, li: usize| bi * c * l + ci * l + li;
+    for li in 0..l {
+        for part in 0..4 {
             for bi in 0..b {
                 for ci in 0..c {
-                    out[k][bi * c * l_total + ci * l_total + l] = p[bi * c + ci];
+                    let j = at(bi, ci, li);
+                    out.push(match part {
+                        0 => s[1][j],
+                        1 => s[2][j] / s[3][j],
+                        2 => s[4][j] + s[3][j].ln(),
+                        _ => s[0][j],
+                    });
                 }
             }
+        }
+    }
+    Some(out)
+}
+
+/// The name of a state part in the reference file's terms.
+fn part_key(part: usize) -> &'static str {
+    [
+        "final_state_1",
+        "final_state_2/final_state_3",
+        "final_state_4+ln(final_state_3)",
+        "final_state_0",
+    ][part]
+}
+
+/// Part `part` (see [`CANONICAL_PARTS`]) of a canonical state of `n_layers` layers.
+fn state_part(state: &[f64], n_layers: usize, part: usize) -> Vec<f64> {
+    let n = state.len() / (4 * n_layers).max(1);
+    (0..n_layers)
+        .flat_map(|l| {
+            state[(4 * l + part) * n..(4 * l + part + 1) * n]
+                .iter()
+                .copied()
+        })
+        .collect()
+}
+
+fn tolerance(
+    kind: QuantityKind,
+    run: Precision,
+    key: &str,
+    cond: &Conditioning,
+    tol: RefTolerances,
+) -> Tolerance {
+    match (tol, kind) {
+        (RefTolerances::Uniform(t), QuantityKind::Logits) => Tolerance::Absolute(t),
+        (RefTolerances::Uniform(t), QuantityKind::State) => Tolerance::Scaled(t),
+        (RefTolerances::Derived, _) => {
+            let theirs = array_precision(key).unwrap_or(Precision::f32(Algorithm::Recurrent));
+            Tolerance::Derived(Bound::new(kind, run, theirs, cond))
+        }
+    }
+}
+
+/// Compares a whole-sequence run (tokens `[B, T]` of the reference) with every array of
+/// the reference it applies to: `logits_exact_f64`, `logits_whole`, the BlinkDL logits of
+/// sequence 0, and (when `reference_state` is given, from [`reference_canonical_state`])
+/// the four parts of the final state.
+pub fn compare_whole(
+    run: RunView<'_>,
+    reference: &Reference,
+    reference_state: Option<&[f64]>,
+    n_layers: usize,
+    cond: &Conditioning,
+    tol: RefTolerances,
+) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    let logits = &run.output.logits;
+    let per_sequence = logits.len() / reference.batch.max(1);
+    for key in ["logits_exact_f64", "logits_whole"] {
+        if let Some(r) = reference.get(key) {
+            let t = tolerance(QuantityKind::Logits, run.precision, key, cond, tol);
+            out.push(Comparison::new(run.name, key, "logits", logits, &r.data, t));
+        }
+    }
+    for key in ["blinkdl_seq_logits0", "blinkdl_rnn_logits0"] {
+        if let Some(r) = reference.get(key) {
+            let t = tolerance(QuantityKind::Logits, run.precision, key, cond, tol);
+            out.push(Comparison::new(
+                run.name,
+                key,
+                "logits[0]",
+                &logits[..per_sequence.min(logits.len())],
+                &r.data,
+                t,
+            ));
+        }
+    }
+    if let Some(theirs) = reference_state {
+        // the order the reference README lists them: ffn shift, att shift, aa/bb, pp+ln bb
+        for part in [3, 0, 1, 2] {
+            let key = part_key(part);
+            let t = tolerance(QuantityKind::State, run.precision, key, cond, tol);
+            out.push(Comparison::new(
+                run.name,
+                key,
+                CANONICAL_PARTS[part],
+                &state_part(&run.output.state, n_layers, part),
+                &state_part(theirs, n_layers, part),
+                t,
+            ));
         }
     }
     out
 }
 
-/// `(aa/bb, pp + ln bb)` of HF-layout state arrays.
-fn canonical(s: &[Vec<f64>; 5]) -> (Vec<f64>, Vec<f64>) {
-    let mean = s[2].iter().zip(&s[3]).map(|(a, b)| a / b).collect();
-    let logden = s[4].iter().zip(&s[3]).map(|(p, b)| p + b.ln()).collect();
-    (mean, logden)
-}
-
-/// The reference's tokens as a tensor.
-pub fn reference_tokens<B: WkvBackend>(r: &Reference, device: &B::Device) -> Tensor<B, 2, Int> {
-    Tensor::from_data(TensorData::new(r.tokens.clone(), [r.batch, r.time]), device)
-}
-
-/// Runs every formulation (whole sequence and split at the reference's split) and RNN
-/// mode, and compares them with every array the reference holds.
-pub fn verify_reference<B: WkvBackend>(
-    model: &Rwkv<B>,
+/// Compares a run split at the reference's `split` with `logits_split` (if present).
+pub fn compare_split(
+    run: RunView<'_>,
     reference: &Reference,
-    chunk_len: usize,
+    cond: &Conditioning,
     tol: RefTolerances,
-) -> Result<Vec<Comparison>> {
-    reference.check(&model.config)?;
-    let path = reference.path.display().to_string();
-    let model_err = |source| CheckpointError::Model {
-        path: path.clone(),
-        source,
-    };
-    let device = model.emb.weight.device();
-    let tokens = reference_tokens::<B>(reference, &device);
-    let time = reference.time;
-    let modes = [
-        WkvMode::Recurrent,
-        WkvMode::Parallel,
-        WkvMode::Chunked { len: chunk_len },
-        WkvMode::Scan,
-    ];
-
-    let mut whole = Vec::new();
-    for mode in modes {
-        let (logits, state) = model
-            .forward(tokens.clone(), None, mode)
-            .map_err(model_err)?;
-        whole.push(Run {
-            name: mode.to_string(),
-            logits: to_f64(logits),
-            state: Some(hf_state(&state)),
-        });
-    }
-    // one RNN pass serves the whole-sequence comparisons (with its state) and the split ones
-    let (rnn_logits, rnn_state) =
-        rwkv::verify::rnn_forward(model, tokens.clone(), None).map_err(model_err)?;
-    let rnn_logits = to_f64(rnn_logits);
-    whole.push(Run {
-        name: "rnn".into(),
-        logits: rnn_logits.clone(),
-        state: Some(hf_state(&rnn_state)),
-    });
-
-    let mut split_runs = Vec::new();
-    if let Some(split) = reference.split {
-        for mode in modes {
-            let r =
-                rwkv::verify::run_split(model, tokens.clone(), split, mode).map_err(model_err)?;
-            split_runs.push(Run {
-                name: format!("split@{split}({mode})"),
-                logits: r.logits,
-                state: None,
-            });
-        }
-        split_runs.push(Run {
-            name: "rnn".into(),
-            logits: rnn_logits,
-            state: None,
-        });
-    }
-
-    let v = model.config.vocab_size;
-    let mut out = Vec::new();
-    let get = |k: &str| reference.get(k).map(|t| t.data.as_slice());
-    for run in &whole {
-        for (key, t) in [("logits_exact_f64", tol.exact), ("logits_whole", tol.hf)] {
-            if let Some(r) = get(key) {
-                out.push(Comparison::absolute(
-                    &run.name,
-                    key,
-                    "logits",
-                    &run.logits,
-                    r,
-                    t,
-                ));
-            }
-        }
-        for key in ["blinkdl_seq_logits0", "blinkdl_rnn_logits0"] {
-            if let Some(r) = get(key) {
-                out.push(Comparison::absolute(
-                    &run.name,
-                    key,
-                    "logits[0]",
-                    &run.logits[..time * v],
-                    r,
-                    tol.blinkdl,
-                ));
-            }
-        }
-        if let Some(ours) = &run.state {
-            if let (Some(s0), Some(s1)) = (get("final_state_0"), get("final_state_1")) {
-                out.push(Comparison::new(
-                    &run.name,
-                    "final_state_0",
-                    "ffn shift",
-                    &ours[0],
-                    s0,
-                    tol.state,
-                ));
-                out.push(Comparison::new(
-                    &run.name,
-                    "final_state_1",
-                    "att shift",
-                    &ours[1],
-                    s1,
-                    tol.state,
-                ));
-            }
-            if let (Some(s2), Some(s3), Some(s4)) = (
-                get("final_state_2"),
-                get("final_state_3"),
-                get("final_state_4"),
-            ) {
-                let theirs = canonical(&[vec![], vec![], s2.to_vec(), s3.to_vec(), s4.to_vec()]);
-                let mine = canonical(ours);
-                out.push(Comparison::new(
-                    &run.name,
-                    "final_state_2/final_state_3",
-                    "aa/bb",
-                    &mine.0,
-                    &theirs.0,
-                    tol.state,
-                ));
-                out.push(Comparison::new(
-                    &run.name,
-                    "final_state_4+ln(final_state_3)",
-                    "pp+ln bb",
-                    &mine.1,
-                    &theirs.1,
-                    tol.state,
-                ));
-            }
-        }
-    }
-    if let Some(r) = get("logits_split") {
-        for run in &split_runs {
-            out.push(Comparison::absolute(
-                &run.name,
-                "logits_split",
-                "logits",
-                &run.logits,
-                r,
-                tol.hf,
-            ));
-        }
-    }
-    Ok(out)
+) -> Option<Comparison> {
+    let r = reference.get("logits_split")?;
+    let t = tolerance(
+        QuantityKind::Logits,
+        run.precision,
+        "logits_split",
+        cond,
+        tol,
+    );
+    Some(Comparison::new(
+        run.name,
+        "logits_split",
+        "logits",
+        &run.output.logits,
+        &r.data,
+        t,
+    ))
 }

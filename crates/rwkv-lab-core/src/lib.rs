@@ -1,6 +1,7 @@
 //! Experiments of rwkv-lab: YAML specs, the scaling study (time and peak memory versus
 //! sequence length for RWKV-4 and a matched transformer), the WKV operator benchmark,
-//! memory metering, and the one timing loop and memory estimate they share.
+//! memory metering, the one timing loop and memory estimate they share, and the
+//! equivalence verifier behind `rwkv-lab verify` ([`verify`]).
 //!
 //! Measuring never plots: studies write `records.csv` and `meta.json` through
 //! `lab-records`, and the `rwkv-report` crate renders plots and summaries from those files
@@ -13,5 +14,6 @@ pub mod models;
 pub mod scaling;
 pub mod spec;
 pub mod timing;
+pub mod verify;
 
 pub use spec::{ScalingSpec, SpecError};

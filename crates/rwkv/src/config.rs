@@ -51,7 +51,7 @@ pub enum Bonus {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingInit {
-    /// `U(-scale, scale)`; RWKV-4 uses 1e-4 ("small init embedding", paper App. F).
+    /// `U(-scale, scale)`; RWKV-4 uses 1e-4 ("small init embedding"; docs/design.md §8).
     SmallUniform {
         /// Half-width of the uniform distribution.
         scale: f64,
@@ -73,7 +73,7 @@ impl Default for EmbeddingInit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Variant {
-    /// Token shift (paper eq. 11–13, 17–18): mix each input with the previous token's.
+    /// Token shift (paper eq. 11–15): mix each input with the previous token's.
     /// When off, `x_k = x_v = x_r = z_t`.
     pub token_shift: bool,
     /// Treatment of the bonus `u` given to the current token.
@@ -86,7 +86,7 @@ pub struct Variant {
     pub ffn_activation: Activation,
     /// Embedding initialisation.
     pub embedding_init: EmbeddingInit,
-    /// Extra LayerNorm `ln0` right after the embedding (block 0 only; paper App. F).
+    /// Extra LayerNorm `ln0` right after the embedding (block 0 only; docs/design.md §8).
     pub ln0: bool,
 }
 
@@ -161,6 +161,39 @@ impl RwkvConfig {
                 })
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Checks a batch of token ids, row-major `[batch, time]`: `B ≥ 1`, `T ≥ 1`, `B·T` ids,
+    /// each in `0..V`. This is the one token check of the crate: [`crate::Rwkv::forward`]
+    /// and [`crate::Rwkv::step`] call it; a caller holding ids on the host (a prompt, a
+    /// reference file, CLI input) can call it before building tensors (for one sequence,
+    /// `[1, ids.len()]`).
+    ///
+    /// # Errors
+    /// [`RwkvError::EmptyBatch`], [`RwkvError::EmptySequence`], [`RwkvError::Shape`] when
+    /// the count is not `B·T`, or [`RwkvError::TokenOutOfRange`] naming the first bad id.
+    pub fn check_tokens(&self, ids: &[i64], [batch, time]: [usize; 2]) -> crate::error::Result<()> {
+        crate::error::check_batch_time(batch, time)?;
+        if Some(ids.len()) != batch.checked_mul(time) {
+            return Err(RwkvError::Shape {
+                what: "tokens".into(),
+                expected: vec![batch, time],
+                got: vec![ids.len()],
+            });
+        }
+        let vocab_size = self.vocab_size;
+        match ids
+            .iter()
+            .position(|&t| t < 0 || t as u64 >= vocab_size as u64)
+        {
+            Some(i) => Err(RwkvError::TokenOutOfRange {
+                token: ids[i],
+                batch: i / time,
+                position: i % time,
+                vocab_size,
+            }),
+            None => Ok(()),
         }
     }
 

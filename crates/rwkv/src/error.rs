@@ -23,7 +23,7 @@ pub enum RwkvError {
         /// The model's vocabulary size.
         vocab_size: usize,
     },
-    /// `WkvMode::Chunked { len: 0 }`.
+    /// `WkvMode::Chunked { len: 0 }` (see `WkvMode::validate`).
     #[error("chunk length must be at least 1, got 0")]
     ZeroChunkLen,
     /// A tensor whose shape does not fit the others.
@@ -67,6 +67,17 @@ pub enum RwkvError {
 
 /// Shorthand for results of this crate.
 pub type Result<T> = core::result::Result<T, RwkvError>;
+
+/// `B ≥ 1` and `T ≥ 1` (the batch is checked first), for token ids and WKV inputs alike.
+pub(crate) fn check_batch_time(batch: usize, time: usize) -> Result<()> {
+    if batch == 0 {
+        Err(RwkvError::EmptyBatch)
+    } else if time == 0 {
+        Err(RwkvError::EmptySequence)
+    } else {
+        Ok(())
+    }
+}
 
 /// Checks that a tensor has the expected dims.
 pub(crate) fn check_shape(what: &str, expected: &[usize], got: &[usize]) -> Result<()> {

@@ -5,22 +5,26 @@
 //! orphan rule puts those `impl`s next to the trait that defines the kernel).
 //!
 //! * [`RwkvConfig`] → [`RwkvConfig::init`] (RWKV-LM v4 initialisation) or
-//!   [`RwkvConfig::init_randomized`] (every parameter random, for equivalence tests).
+//!   [`RwkvConfig::init_randomized`] (every parameter random, for equivalence tests); the
+//!   parameters themselves (keys, shapes, order) are the table of [`params`].
 //! * [`Rwkv::forward`] runs a whole sequence ("GPT mode") with any [`WkvMode`];
 //!   [`Rwkv::step`] runs one token with a carried [`RwkvState`] ("RNN mode").
-//! * [`wkv`] holds the four formulations of the WKV operator (paper eq. 14–16).
+//! * [`wkv`] holds the four formulations of the WKV operator (paper eq. 16).
 
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod init;
 pub mod model;
+pub mod params;
 pub mod state;
 pub mod verify;
 pub mod wkv;
 
 pub use config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
 pub use error::RwkvError;
-pub use model::{Block, ChannelMix, ParamShape, ParamSource, Rwkv, TimeMix, split_block_key};
+pub use init::{RandomizedInit, Rwkv4Init};
+pub use model::{Block, ChannelMix, Rwkv, TimeMix};
+pub use params::{BlockParam, ParamShape, ParamSource, ParamSpec, RwkvParam, split_block_key};
 pub use state::{LayerState, RwkvState};
 pub use wkv::{WkvBackend, WkvMode, WkvState};

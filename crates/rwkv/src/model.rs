@@ -1,20 +1,22 @@
-//! The RWKV-4 modules. Parameter names mirror the BlinkDL checkpoint keys (`emb`,
+//! The RWKV-4 modules. Field names mirror the BlinkDL checkpoint keys (`emb`,
 //! `blocks.N.ln0/ln1/ln2`, `att.time_mix_k`, `att.time_decay`, `att.key`, `ffn.value`, …,
-//! `ln_out`, `head`) so that loading is a short remap table.
+//! `ln_out`, `head`); the keys themselves, shapes and construction order come from the
+//! parameter table in [`crate::params`].
+
+use std::collections::HashMap;
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::{gelu, relu};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
-use crate::config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
+use crate::config::{Activation, Bonus, Decay, RwkvConfig, Variant};
 use crate::error::{Result, RwkvError};
-use crate::init::{rwkv4_time_decay, rwkv4_time_first, rwkv4_time_mix};
+use crate::params::{BlockParam, ParamShape, ParamSource, ParamSpec, RwkvParam};
 use crate::state::{LayerState, RwkvState};
 use crate::wkv::{self, WkvBackend, WkvMode, WkvState};
-use lab_util::SplitMix64;
 
-/// Time mixing (paper eq. 11–16): token shift, R/K/V projections, WKV, gated output.
+/// Time mixing (paper eq. 11–13, 16, 17; docs/design.md §2): token shift, R/K/V projections, WKV, gated output.
 #[derive(Module, Debug)]
 pub struct TimeMix<B: Backend> {
     /// Token-shift mix for the key input, `[C]` (checkpoint: `[1, 1, C]`).
@@ -40,7 +42,7 @@ pub struct TimeMix<B: Backend> {
     pub variant: Variant,
 }
 
-/// Channel mixing (paper eq. 17–19): token shift, squared-ReLU MLP, receptance gate.
+/// Channel mixing (paper eq. 14, 15, 18; docs/design.md §2): token shift, squared-ReLU MLP, receptance gate.
 #[derive(Module, Debug)]
 pub struct ChannelMix<B: Backend> {
     /// Token-shift mix for the key input, `[C]`.
@@ -265,9 +267,7 @@ impl<B: WkvBackend> Rwkv<B> {
     ) -> Result<(Tensor<B, 3>, RwkvState<B>)> {
         let [batch, time] = tokens.dims();
         self.check_tokens(&tokens)?;
-        if let WkvMode::Chunked { len: 0 } = mode {
-            return Err(RwkvError::ZeroChunkLen);
-        }
+        mode.validate()?;
         let state = match state {
             Some(s) => {
                 s.check(self.blocks.len(), batch, self.config.d_model)?;
@@ -317,35 +317,14 @@ impl<B: WkvBackend> Rwkv<B> {
         Ok(logits.reshape([batch, self.config.vocab_size]))
     }
 
-    /// Checks `B, T ≥ 1` and `0 ≤ id < V` (one host read of the ids).
-    fn check_tokens<const D: usize>(&self, tokens: &Tensor<B, D, Int>) -> Result<()> {
-        let dims = tokens.dims();
-        if dims[0] == 0 {
-            return Err(RwkvError::EmptyBatch);
-        }
-        if dims.iter().product::<usize>() == 0 {
-            return Err(RwkvError::EmptySequence);
-        }
-        let time = dims[1..].iter().product::<usize>().max(1);
+    /// Checks the ids with [`RwkvConfig::check_tokens`] (one host read).
+    fn check_tokens(&self, tokens: &Tensor<B, 2, Int>) -> Result<()> {
         let ids: Vec<i64> = tokens
             .to_data()
             .convert::<i64>()
             .into_vec()
             .unwrap_or_default();
-        let vocab_size = self.config.vocab_size;
-        if let Some((i, &token)) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, t)| **t < 0 || **t as u64 >= vocab_size as u64)
-        {
-            return Err(RwkvError::TokenOutOfRange {
-                token,
-                batch: i / time,
-                position: i % time,
-                vocab_size,
-            });
-        }
-        Ok(())
+        self.config.check_tokens(&ids, tokens.dims())
     }
 }
 
@@ -360,280 +339,204 @@ impl<B: Backend> Rwkv<B> {
         Module::num_params(self)
     }
 
-    /// Every parameter under its BlinkDL checkpoint key (see [`ParamSource`]), as host data
-    /// in the model's layout (`Linear` weights `[d_in, d_out]`, mixes `[C]`), in the order
-    /// [`RwkvConfig::init_from`] requests them.
-    pub fn named_params(&self) -> Vec<(String, ParamShape, TensorData)> {
-        let (v, c, f) = (
-            self.config.vocab_size,
-            self.config.d_model,
-            self.config.d_ffn,
-        );
-        let mut out = vec![(
-            "emb.weight".to_string(),
-            ParamShape::Embedding {
-                vocab: v,
-                d_model: c,
-            },
-            self.emb.weight.val().into_data(),
-        )];
-        let vec =
-            |k: String, p: &Param<Tensor<B, 1>>| (k, ParamShape::Vector(c), p.val().into_data());
-        let ln = |k: String, ln: &LayerNorm<B>| {
-            let mut v = vec![vec(format!("{k}.weight"), &ln.gamma)];
-            if let Some(b) = &ln.beta {
-                v.push(vec(format!("{k}.bias"), b));
-            }
-            v
-        };
-        let lin = |k: String, d_in: usize, d_out: usize, l: &Linear<B>| {
-            (
-                k,
-                ParamShape::Linear { d_in, d_out },
-                l.weight.val().into_data(),
-            )
-        };
-        for (l, b) in self.blocks.iter().enumerate() {
-            let p = format!("blocks.{l}.");
-            if let Some(ln0) = &b.ln0 {
-                out.extend(ln(format!("{p}ln0"), ln0));
-            }
-            out.extend(ln(format!("{p}ln1"), &b.ln1));
-            out.extend(ln(format!("{p}ln2"), &b.ln2));
-            let a = &b.att;
-            for (n, t) in [
-                ("att.time_mix_k", &a.time_mix_k),
-                ("att.time_mix_v", &a.time_mix_v),
-                ("att.time_mix_r", &a.time_mix_r),
-                ("att.time_decay", &a.time_decay),
-                ("att.time_first", &a.time_first),
-                ("ffn.time_mix_k", &b.ffn.time_mix_k),
-                ("ffn.time_mix_r", &b.ffn.time_mix_r),
-            ] {
-                out.push(vec(format!("{p}{n}"), t));
-            }
-            for (n, m) in [
-                ("key", &a.key),
-                ("value", &a.value),
-                ("receptance", &a.receptance),
-                ("output", &a.output),
-            ] {
-                out.push(lin(format!("{p}att.{n}.weight"), c, c, m));
-            }
-            out.push(lin(format!("{p}ffn.key.weight"), c, f, &b.ffn.key));
-            out.push(lin(
-                format!("{p}ffn.receptance.weight"),
-                c,
-                c,
-                &b.ffn.receptance,
-            ));
-            out.push(lin(format!("{p}ffn.value.weight"), f, c, &b.ffn.value));
-        }
-        out.extend(ln("ln_out".into(), &self.ln_out));
-        out.push(lin("head.weight".into(), c, v, &self.head));
-        out
-    }
-
     /// The empty state for a batch of `batch` sequences.
     pub fn zero_state(&self, batch: usize, device: &B::Device) -> RwkvState<B> {
         RwkvState::zeros(self.blocks.len(), batch, self.config.d_model, device)
     }
-}
 
-// ---------------------------------------------------------------------------------------
-// Construction
-
-/// The shape of a parameter requested from a [`ParamSource`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamShape {
-    /// A projection, values in Burn's layout `[d_in, d_out]` (checkpoints store `[d_out, d_in]`).
-    Linear {
-        /// Input width.
-        d_in: usize,
-        /// Output width.
-        d_out: usize,
-    },
-    /// A per-channel vector (mixes, decays, bonuses, LayerNorm weight and bias).
-    Vector(usize),
-    /// The token embedding `[vocab, d_model]`.
-    Embedding {
-        /// Rows.
-        vocab: usize,
-        /// Columns.
-        d_model: usize,
-    },
-}
-
-impl ParamShape {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        match *self {
-            ParamShape::Linear { d_in, d_out } => d_in * d_out,
-            ParamShape::Vector(n) => n,
-            ParamShape::Embedding { vocab, d_model } => vocab * d_model,
-        }
+    /// Every parameter of the table ([`RwkvConfig::params`], same order) with its values as
+    /// host data in the model's layout (`Linear` weights `[d_in, d_out]`, vectors `[C]`).
+    pub fn named_params(&self) -> Vec<(ParamSpec, TensorData)> {
+        self.config
+            .params()
+            .into_iter()
+            .filter_map(|spec| {
+                let data = self.param_data(spec.param)?;
+                Some((spec, data))
+            })
+            .collect()
     }
 
-    /// Whether it holds no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Where a model's parameter values come from: an initialisation scheme or a checkpoint.
-///
-/// Keys are the BlinkDL checkpoint names: `emb.weight`, `blocks.0.ln0.weight`,
-/// `blocks.N.ln1.bias`, `blocks.N.att.time_mix_k`, `blocks.N.att.time_decay`,
-/// `blocks.N.att.key.weight`, `blocks.N.ffn.value.weight`, `ln_out.weight`, `head.weight`.
-/// Values are row-major in the Burn layout described by [`ParamShape`].
-pub trait ParamSource {
-    /// The values of one parameter.
-    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>>;
-}
-
-/// `blocks.N.rest` → `(Some(N), rest)`; anything else → `(None, key)`.
-pub fn split_block_key(key: &str) -> (Option<usize>, &str) {
-    if let Some(rest) = key.strip_prefix("blocks.")
-        && let Some((n, rest)) = rest.split_once('.')
-        && let Ok(n) = n.parse()
-    {
-        return (Some(n), rest);
-    }
-    (None, key)
-}
-
-fn tensor_of<B: Backend, const D: usize>(
-    values: Vec<f64>,
-    shape: [usize; D],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    Tensor::from_data(
-        TensorData::new(values, shape),
-        lab_util::float_opts::<B>(device),
-    )
-}
-
-/// RWKV-LM v4 initialisation (DESIGN.md §3).
-struct Rwkv4Init<'a> {
-    rng: SplitMix64,
-    config: &'a RwkvConfig,
-}
-
-impl ParamSource for Rwkv4Init<'_> {
-    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>> {
-        let (layer, name) = split_block_key(key);
-        let (c, l) = (self.config.d_model, self.config.n_layers);
-        let layer = layer.unwrap_or(0);
-        Ok(match shape {
-            ParamShape::Embedding { .. } => match self.config.variant.embedding_init {
-                EmbeddingInit::SmallUniform { scale } => {
-                    self.rng.fill(shape.len(), |r| r.range(-scale, scale))
-                }
-                EmbeddingInit::Normal { std } => self.rng.fill(shape.len(), |r| r.normal() * std),
-            },
-            ParamShape::Linear { d_in, d_out } => {
-                // RWKV-LM zero-initialises these; the others get an orthogonal init scaled by
-                // sqrt(d_out/d_in) when d_out > d_in. A Gaussian with the same per-entry scale
-                // (gain / sqrt(max(d_in, d_out))) stands in for the orthogonal matrix.
-                let zero = [
-                    "att.key.weight",
-                    "att.receptance.weight",
-                    "att.output.weight",
-                    "ffn.value.weight",
-                    "ffn.receptance.weight",
-                ];
-                if zero.contains(&name) {
-                    vec![0.0; d_in * d_out]
-                } else {
-                    let gain = if d_out > d_in {
-                        (d_out as f64 / d_in as f64).sqrt()
-                    } else {
-                        1.0
-                    };
-                    let scale = if name == "head.weight" { 0.5 } else { 1.0 };
-                    let std = gain * scale / (d_in.max(d_out) as f64).sqrt();
-                    self.rng.fill(d_in * d_out, |r| r.normal() * std)
-                }
-            }
-            ParamShape::Vector(n) => {
-                let mixes = || rwkv4_time_mix(layer, l, c);
-                match name {
-                    "att.time_decay" => rwkv4_time_decay(layer, l, n),
-                    "att.time_first" => rwkv4_time_first(n),
-                    "att.time_mix_k" => mixes()[0].clone(),
-                    "att.time_mix_v" => mixes()[1].clone(),
-                    "att.time_mix_r" => mixes()[2].clone(),
-                    "ffn.time_mix_k" => mixes()[3].clone(),
-                    "ffn.time_mix_r" => mixes()[4].clone(),
-                    other if other.ends_with(".weight") => vec![1.0; n], // LayerNorm scale
-                    _ => vec![0.0; n],                                   // LayerNorm bias
+    /// The values of one table entry (`None` for a parameter this model does not have).
+    fn param_data(&self, param: RwkvParam) -> Option<TensorData> {
+        use BlockParam as P;
+        let vector = |p: &Param<Tensor<B, 1>>| p.val().into_data();
+        let linear = |l: &Linear<B>| l.weight.val().into_data();
+        let ln_bias = |ln: &LayerNorm<B>| ln.beta.as_ref().map(vector);
+        Some(match param {
+            RwkvParam::Embedding => self.emb.weight.val().into_data(),
+            RwkvParam::LnOutWeight => vector(&self.ln_out.gamma),
+            RwkvParam::LnOutBias => ln_bias(&self.ln_out)?,
+            RwkvParam::Head => linear(&self.head),
+            RwkvParam::Block { layer, param } => {
+                let b = self.blocks.get(layer)?;
+                let (att, ffn) = (&b.att, &b.ffn);
+                match param {
+                    P::Ln0Weight => vector(&b.ln0.as_ref()?.gamma),
+                    P::Ln0Bias => ln_bias(b.ln0.as_ref()?)?,
+                    P::Ln1Weight => vector(&b.ln1.gamma),
+                    P::Ln1Bias => ln_bias(&b.ln1)?,
+                    P::Ln2Weight => vector(&b.ln2.gamma),
+                    P::Ln2Bias => ln_bias(&b.ln2)?,
+                    P::AttMixK => vector(&att.time_mix_k),
+                    P::AttMixV => vector(&att.time_mix_v),
+                    P::AttMixR => vector(&att.time_mix_r),
+                    P::AttDecay => vector(&att.time_decay),
+                    P::AttFirst => vector(&att.time_first),
+                    P::FfnMixK => vector(&ffn.time_mix_k),
+                    P::FfnMixR => vector(&ffn.time_mix_r),
+                    P::AttKey => linear(&att.key),
+                    P::AttValue => linear(&att.value),
+                    P::AttReceptance => linear(&att.receptance),
+                    P::AttOutput => linear(&att.output),
+                    P::FfnKey => linear(&ffn.key),
+                    P::FfnReceptance => linear(&ffn.receptance),
+                    P::FfnValue => linear(&ffn.value),
                 }
             }
         })
     }
 }
 
-/// Every parameter random and away from special values, so that equivalence tests
-/// exercise every term (default init zeroes several matrices).
-struct RandomizedInit {
-    rng: SplitMix64,
+// ---------------------------------------------------------------------------------------
+// Construction from the parameter table
+
+/// The values of every table entry, requested from a source in table order and then taken
+/// by the module constructors (which build in module order, block by block).
+struct Values<B: Backend> {
+    vectors: HashMap<RwkvParam, Tensor<B, 1>>,
+    matrices: HashMap<RwkvParam, Tensor<B, 2>>,
 }
 
-impl ParamSource for RandomizedInit {
-    fn values(&mut self, key: &str, shape: ParamShape) -> Result<Vec<f64>> {
-        let (_, name) = split_block_key(key);
-        let n = shape.len();
-        Ok(match shape {
-            ParamShape::Embedding { .. } => self.rng.fill(n, |r| r.normal()),
-            ParamShape::Linear { d_in, .. } => {
-                let a = (3.0 / d_in as f64).sqrt(); // unit variance of outputs for unit inputs
-                self.rng.fill(n, |r| r.range(-a, a))
+impl<B: Backend> Values<B> {
+    /// Asks `src` for every entry of `config.params()` and checks each value count.
+    fn request(config: &RwkvConfig, src: &mut dyn ParamSource, device: &B::Device) -> Result<Self> {
+        let mut out = Self {
+            vectors: HashMap::new(),
+            matrices: HashMap::new(),
+        };
+        for spec in config.params() {
+            let values = src.values(&spec)?;
+            if values.len() != spec.shape.len() {
+                return Err(RwkvError::Source {
+                    reason: format!(
+                        "{} values for {:?} ({} expected)",
+                        values.len(),
+                        spec.shape,
+                        spec.shape.len()
+                    ),
+                    key: spec.key,
+                });
             }
-            ParamShape::Vector(_) => {
-                let (lo, hi) = match name {
-                    "att.time_decay" => (-4.0, 2.0),
-                    "att.time_first" => (-2.0, 2.0),
-                    other if other.ends_with(".weight") => (0.5, 1.5), // LayerNorm scale
-                    other if other.ends_with(".bias") => (-0.3, 0.3),
-                    _ => (0.0, 1.0), // token-shift mixes
-                };
-                self.rng.fill(n, |r| r.range(lo, hi))
+            let opts = || lab_util::float_opts::<B>(device);
+            match spec.shape {
+                ParamShape::Vector(n) => {
+                    let data = TensorData::new(values, [n]);
+                    out.vectors
+                        .insert(spec.param, Tensor::from_data(data, opts()));
+                }
+                ParamShape::Linear { d_in: r, d_out: c }
+                | ParamShape::Embedding {
+                    vocab: r,
+                    d_model: c,
+                } => {
+                    let data = TensorData::new(values, [r, c]);
+                    out.matrices
+                        .insert(spec.param, Tensor::from_data(data, opts()));
+                }
             }
+        }
+        Ok(out)
+    }
+
+    fn missing(param: RwkvParam) -> RwkvError {
+        RwkvError::Source {
+            key: param.key(),
+            reason: "not provided (not in the parameter table of this config)".into(),
+        }
+    }
+
+    fn vector(&mut self, param: RwkvParam) -> Result<Param<Tensor<B, 1>>> {
+        let t = self
+            .vectors
+            .remove(&param)
+            .ok_or_else(|| Self::missing(param))?;
+        Ok(Param::from_tensor(t))
+    }
+
+    fn linear(&mut self, param: RwkvParam) -> Result<Linear<B>> {
+        let t = self
+            .matrices
+            .remove(&param)
+            .ok_or_else(|| Self::missing(param))?;
+        Ok(Linear {
+            weight: Param::from_tensor(t),
+            bias: None,
+        })
+    }
+
+    fn layer_norm(
+        &mut self,
+        config: &RwkvConfig,
+        weight: RwkvParam,
+        bias: RwkvParam,
+        device: &B::Device,
+    ) -> Result<LayerNorm<B>> {
+        let mut ln = LayerNormConfig::new(config.d_model)
+            .with_epsilon(config.layer_norm_eps)
+            .init::<B>(device);
+        ln.gamma = self.vector(weight)?;
+        ln.beta = Some(self.vector(bias)?);
+        Ok(ln)
+    }
+}
+
+impl<B: Backend> Block<B> {
+    /// Block `layer`, its parameters taken from `values`.
+    fn build(
+        config: &RwkvConfig,
+        layer: usize,
+        values: &mut Values<B>,
+        device: &B::Device,
+    ) -> Result<Self> {
+        use BlockParam as P;
+        let p = |param| RwkvParam::Block { layer, param };
+        let ln0 = if layer == 0 && config.variant.ln0 {
+            Some(values.layer_norm(config, p(P::Ln0Weight), p(P::Ln0Bias), device)?)
+        } else {
+            None
+        };
+        Ok(Block {
+            ln0,
+            ln1: values.layer_norm(config, p(P::Ln1Weight), p(P::Ln1Bias), device)?,
+            ln2: values.layer_norm(config, p(P::Ln2Weight), p(P::Ln2Bias), device)?,
+            att: TimeMix {
+                time_mix_k: values.vector(p(P::AttMixK))?,
+                time_mix_v: values.vector(p(P::AttMixV))?,
+                time_mix_r: values.vector(p(P::AttMixR))?,
+                time_decay: values.vector(p(P::AttDecay))?,
+                time_first: values.vector(p(P::AttFirst))?,
+                key: values.linear(p(P::AttKey))?,
+                value: values.linear(p(P::AttValue))?,
+                receptance: values.linear(p(P::AttReceptance))?,
+                output: values.linear(p(P::AttOutput))?,
+                variant: config.variant.clone(),
+            },
+            ffn: ChannelMix {
+                time_mix_k: values.vector(p(P::FfnMixK))?,
+                time_mix_r: values.vector(p(P::FfnMixR))?,
+                key: values.linear(p(P::FfnKey))?,
+                receptance: values.linear(p(P::FfnReceptance))?,
+                value: values.linear(p(P::FfnValue))?,
+                variant: config.variant.clone(),
+            },
         })
     }
 }
 
 impl RwkvConfig {
-    /// Builds the model with the RWKV-LM v4 initialisation, seed 0.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Rwkv<B>> {
-        self.init_with_seed(device, 0)
-    }
-
-    /// Builds the model with the RWKV-LM v4 initialisation; `seed` drives the random
-    /// matrices and the embedding. The same seed gives the same values on every backend.
-    pub fn init_with_seed<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Rwkv<B>> {
-        self.init_from(
-            device,
-            &mut Rwkv4Init {
-                rng: SplitMix64::new(seed),
-                config: self,
-            },
-        )
-    }
-
-    /// Builds a model whose every parameter is random (for equivalence tests and
-    /// `verify --random`): decays in [-4, 2], bonuses in [-2, 2], mixes in [0, 1],
-    /// LayerNorm scales in [0.5, 1.5], unit-variance projections.
-    pub fn init_randomized<B: Backend>(&self, device: &B::Device, seed: u64) -> Result<Rwkv<B>> {
-        self.init_from(
-            device,
-            &mut RandomizedInit {
-                rng: SplitMix64::new(seed),
-            },
-        )
-    }
-
-    /// Builds the model with every value taken from `src` (e.g. a checkpoint).
+    /// Builds the model with every value taken from `src` (an init scheme or a checkpoint),
+    /// which is asked for each entry of [`RwkvConfig::params`] once, in table order.
     ///
     /// # Errors
     /// An invalid config, an error of the source, or a source value count that does not
@@ -644,123 +547,16 @@ impl RwkvConfig {
         src: &mut dyn ParamSource,
     ) -> Result<Rwkv<B>> {
         self.validate()?;
-        let (v, c, f, eps) = (
-            self.vocab_size,
-            self.d_model,
-            self.d_ffn,
-            self.layer_norm_eps,
-        );
-        let mut get = |key: String, shape: ParamShape| -> Result<Vec<f64>> {
-            let values = src.values(&key, shape)?;
-            if values.len() != shape.len() {
-                return Err(RwkvError::Source {
-                    key,
-                    reason: format!(
-                        "{} values for {shape:?} ({} expected)",
-                        values.len(),
-                        shape.len()
-                    ),
-                });
-            }
-            Ok(values)
-        };
+        let mut values = Values::request(self, src, device)?;
         let emb = Embedding {
-            weight: Param::from_tensor(tensor_of::<B, 2>(
-                get(
-                    "emb.weight".into(),
-                    ParamShape::Embedding {
-                        vocab: v,
-                        d_model: c,
-                    },
-                )?,
-                [v, c],
-                device,
-            )),
+            weight: values.linear(RwkvParam::Embedding)?.weight,
         };
-        let mut vector = |key: String| -> Result<Param<Tensor<B, 1>>> {
-            Ok(Param::from_tensor(tensor_of::<B, 1>(
-                get(key, ParamShape::Vector(c))?,
-                [c],
-                device,
-            )))
-        };
-        let mut blocks = Vec::with_capacity(self.n_layers);
-        let mut lns = Vec::new();
-        let mut vecs = Vec::new();
-        for l in 0..self.n_layers {
-            let p = format!("blocks.{l}.");
-            let mut names: Vec<String> = Vec::new();
-            if l == 0 && self.variant.ln0 {
-                names.push(format!("{p}ln0"));
-            }
-            names.extend([format!("{p}ln1"), format!("{p}ln2")]);
-            for n in names {
-                lns.push((vector(format!("{n}.weight"))?, vector(format!("{n}.bias"))?));
-            }
-            for n in [
-                "att.time_mix_k",
-                "att.time_mix_v",
-                "att.time_mix_r",
-                "att.time_decay",
-                "att.time_first",
-                "ffn.time_mix_k",
-                "ffn.time_mix_r",
-            ] {
-                vecs.push(vector(format!("{p}{n}"))?);
-            }
-        }
-        let ln_out = (
-            vector("ln_out.weight".into())?,
-            vector("ln_out.bias".into())?,
-        );
-        let mut linear = |key: String, d_in: usize, d_out: usize| -> Result<Linear<B>> {
-            let values = get(key, ParamShape::Linear { d_in, d_out })?;
-            Ok(Linear {
-                weight: Param::from_tensor(tensor_of::<B, 2>(values, [d_in, d_out], device)),
-                bias: None,
-            })
-        };
-        let mut lns = lns.into_iter();
-        let mut vecs = vecs.into_iter();
-        let mut next_ln =
-            || layer_norm_from::<B>(c, eps, lns.next().expect("one LayerNorm per name"), device);
-        for l in 0..self.n_layers {
-            let p = format!("blocks.{l}.");
-            let ln0 = (l == 0 && self.variant.ln0).then(&mut next_ln);
-            let ln1 = next_ln();
-            let ln2 = next_ln();
-            let mut v = || vecs.next().expect("seven vectors per block");
-            let (mk, mv, mr, td, tf, fk, fr) = (v(), v(), v(), v(), v(), v(), v());
-            let att = TimeMix {
-                time_mix_k: mk,
-                time_mix_v: mv,
-                time_mix_r: mr,
-                time_decay: td,
-                time_first: tf,
-                key: linear(format!("{p}att.key.weight"), c, c)?,
-                value: linear(format!("{p}att.value.weight"), c, c)?,
-                receptance: linear(format!("{p}att.receptance.weight"), c, c)?,
-                output: linear(format!("{p}att.output.weight"), c, c)?,
-                variant: self.variant.clone(),
-            };
-            let ffn = ChannelMix {
-                time_mix_k: fk,
-                time_mix_r: fr,
-                key: linear(format!("{p}ffn.key.weight"), c, f)?,
-                receptance: linear(format!("{p}ffn.receptance.weight"), c, c)?,
-                value: linear(format!("{p}ffn.value.weight"), f, c)?,
-                variant: self.variant.clone(),
-            };
-            blocks.push(Block {
-                ln0,
-                ln1,
-                ln2,
-                att,
-                ffn,
-            });
-        }
-        let ln_out = layer_norm_from::<B>(c, eps, ln_out, device);
-        let head = linear("head.weight".into(), c, v)?;
+        let blocks = (0..self.n_layers)
+            .map(|layer| Block::build(self, layer, &mut values, device))
+            .collect::<Result<Vec<_>>>()?;
+        let ln_out =
+            values.layer_norm(self, RwkvParam::LnOutWeight, RwkvParam::LnOutBias, device)?;
+        let head = values.linear(RwkvParam::Head)?;
         Ok(Rwkv {
             emb,
             blocks,
@@ -769,16 +565,4 @@ impl RwkvConfig {
             config: self.clone(),
         })
     }
-}
-
-fn layer_norm_from<B: Backend>(
-    c: usize,
-    eps: f64,
-    (gamma, beta): (Param<Tensor<B, 1>>, Param<Tensor<B, 1>>),
-    device: &B::Device,
-) -> LayerNorm<B> {
-    let mut ln = LayerNormConfig::new(c).with_epsilon(eps).init::<B>(device);
-    ln.gamma = gamma;
-    ln.beta = Some(beta);
-    ln
 }

@@ -1,4 +1,4 @@
-//! The WKV operator of RWKV-4 (paper eq. 14–16) in four interchangeable formulations.
+//! The WKV operator of RWKV-4 (paper eq. 16; docs/design.md §3–§7) in four interchangeable formulations.
 //!
 //! Per channel (0-indexed time, `w ≤ 0` the decay, `u` the bonus):
 //!
@@ -17,7 +17,7 @@
 //! | [`WkvMode::Recurrent`] | `recurrent.rs` | O(T·C) sequential tensor ops | the oracle: token by token, max-tracking |
 //! | [`WkvMode::Parallel`] | `parallel.rs` | O(T²·C) time and memory | the exact softmax form over `[T, T]` |
 //! | [`WkvMode::Chunked`] | `chunked.rs` | O(T·len·C) | softmax inside blocks, state carried between blocks |
-//! | [`WkvMode::Scan`] | `scan.rs` | O(T·C), one fused pass | custom kernel with its own backward |
+//! | [`WkvMode::Scan`] | `scan/` | O(T·C), one fused pass | custom kernel with its own backward |
 //!
 //! All take `(w, u, k, v, Option<WkvState>)` and return `(y, WkvState)` with the same
 //! meaning; the tests prove they agree on outputs, final state and gradients.
@@ -33,7 +33,7 @@ use core::str::FromStr;
 
 use burn::tensor::{Tensor, backend::Backend};
 
-use crate::error::{Result, RwkvError, check_shape};
+use crate::error::{Result, RwkvError, check_batch_time, check_shape};
 pub use scan::WkvBackend;
 
 /// Initial value of `pp`: "no tokens yet" (e^pp = 0). Finite so that `pp + w` stays finite.
@@ -118,6 +118,25 @@ pub enum WkvMode {
 }
 
 impl WkvMode {
+    /// `Chunked { len }`, checked ([`WkvMode::validate`]).
+    pub fn chunked(len: usize) -> Result<Self> {
+        let mode = WkvMode::Chunked { len };
+        mode.validate()?;
+        Ok(mode)
+    }
+
+    /// The one rule on modes: a chunk length of at least 1. [`wkv`], the model's `forward`
+    /// and `FromStr` all go through here.
+    ///
+    /// # Errors
+    /// [`RwkvError::ZeroChunkLen`].
+    pub fn validate(self) -> Result<()> {
+        match self {
+            WkvMode::Chunked { len: 0 } => Err(RwkvError::ZeroChunkLen),
+            _ => Ok(()),
+        }
+    }
+
     /// The formulations the verifier compares, with the given chunk length.
     pub fn all(chunk_len: usize) -> [WkvMode; 4] {
         [
@@ -152,8 +171,7 @@ impl FromStr for WkvMode {
             "scan" => Ok(WkvMode::Scan),
             "chunked" => Ok(WkvMode::Chunked { len: 32 }),
             other => match other.strip_prefix("chunked:").map(str::parse::<usize>) {
-                Some(Ok(0)) => Err(RwkvError::ZeroChunkLen),
-                Some(Ok(len)) => Ok(WkvMode::Chunked { len }),
+                Some(Ok(len)) => WkvMode::chunked(len),
                 _ => Err(RwkvError::UnknownMode(s.to_string())),
             },
         }
@@ -197,15 +215,8 @@ fn validate<B: Backend>(
     state: Option<WkvState<B>>,
 ) -> Result<WkvState<B>> {
     let [batch, time, channels] = k.dims();
-    if let WkvMode::Chunked { len: 0 } = mode {
-        return Err(RwkvError::ZeroChunkLen);
-    }
-    if time == 0 {
-        return Err(RwkvError::EmptySequence);
-    }
-    if batch == 0 {
-        return Err(RwkvError::EmptyBatch);
-    }
+    mode.validate()?;
+    check_batch_time(batch, time)?;
     check_shape("v", &[batch, time, channels], &v.dims())?;
     check_shape("w", &[channels], &w.dims())?;
     check_shape("u", &[channels], &u.dims())?;

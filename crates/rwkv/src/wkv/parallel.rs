@@ -1,6 +1,6 @@
 //! The parallel formulation: the exact per-channel softmax over the `[T, T]` logits
 //! `ℓ_{t,i} = k_i + (t-1-i)w` (i < t), `ℓ_{t,t} = u + k_t`, plus one logit for the carried
-//! state: the "transformer" form of the paper (section 4.2, eq. 14 unrolled). It is one
+//! state: the "transformer" form of the paper (eq. 16 for every t at once; docs/design.md §6). It is one
 //! block of [`super::block`] spanning the whole sequence.
 //!
 //! Cost: O(T²·C) time and memory, like attention, without the `d × d` head structure.
