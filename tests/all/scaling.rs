@@ -38,8 +38,18 @@ fn ctx(budget: u64) -> Context {
 
 /// Runs (or resumes) the study into the folder `dir`; returns the rows it produced.
 fn run_into(spec: &ScalingSpec, dir: &Path, budget: u64, resume: bool) -> Vec<ScalingRecord> {
+    run_with_warnings(spec, dir, budget, resume).0
+}
+
+/// [`run_into`], also returning the warnings the runner reported.
+fn run_with_warnings(
+    spec: &ScalingSpec,
+    dir: &Path,
+    budget: u64,
+    resume: bool,
+) -> (Vec<ScalingRecord>, Vec<String>) {
     let study = StudyDir::for_writing(dir).unwrap();
-    let mut rows = Vec::new();
+    let (mut rows, mut warnings) = (Vec::new(), Vec::new());
     scaling::run_study::<F32>(
         &study,
         spec,
@@ -47,14 +57,14 @@ fn run_into(spec: &ScalingSpec, dir: &Path, budget: u64, resume: bool) -> Vec<Sc
         &ctx(budget),
         &rwkv_lab_core::meter::HostMeter,
         resume,
-        &mut |p| {
-            if let Progress::Finished(r) = p {
-                rows.extend_from_slice(r)
-            }
+        &mut |p| match p {
+            Progress::Finished(r) => rows.extend_from_slice(r),
+            Progress::Warning(w) => warnings.push(w.to_string()),
+            _ => {}
         },
     )
     .unwrap();
-    rows
+    (rows, warnings)
 }
 
 #[test]
@@ -161,7 +171,7 @@ fn budget_skips_and_resume_continues_without_duplicates() {
     assert!(again.is_empty(), "{again:?}");
     // an interrupted run (only the first 4 rows on disk) resumes where it stopped
     let partial = tmp.path().join("partial");
-    interrupted_copy(&dir, &partial, 4);
+    interrupted_copy(&dir, &partial, 4, 0);
     let rest = run_into(&spec, &partial, budget, true);
     let all: Vec<ScalingRecord> = read_rows(&partial.join("records.csv")).unwrap();
     assert_eq!(all.len(), rows.len());
@@ -170,16 +180,14 @@ fn budget_skips_and_resume_continues_without_duplicates() {
     assert_eq!(rest.len(), rows.len() - 4);
 }
 
-/// A copy of the study folder `from` as a run stopped after `rows` rows had been flushed.
-fn interrupted_copy(from: &Path, to: &Path, rows: usize) {
+/// A copy of the study folder `from` as a run stopped after `rows` rows had been flushed,
+/// and `torn` bytes of the next one.
+fn interrupted_copy(from: &Path, to: &Path, rows: usize, torn: usize) {
     StudyDir::for_writing(to).unwrap();
     std::fs::copy(from.join("meta.json"), to.join("meta.json")).unwrap();
     let text = std::fs::read_to_string(from.join("records.csv")).unwrap();
-    let kept: String = text
-        .lines()
-        .take(1 + rows)
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let mut kept: String = text.lines().take(1 + rows).map(|l| format!("{l}\n")).collect();
+    kept += &text.lines().nth(1 + rows).unwrap_or("")[..torn];
     std::fs::write(to.join("records.csv"), kept).unwrap();
 }
 
@@ -424,4 +432,80 @@ fn cli_defaults_work_from_any_folder() {
         meta.contains("d_model: 256") && meta.contains("seq_lens"),
         "{meta}"
     );
+}
+
+/// Every key once, and as many rows as a run that was never stopped.
+fn assert_complete(dir: &Path, expected: usize) {
+    let all: Vec<ScalingRecord> = read_rows(&dir.join("records.csv")).unwrap();
+    let keys: HashSet<String> = all.iter().map(Row::key).collect();
+    assert_eq!(keys.len(), all.len(), "a measurement recorded twice");
+    assert_eq!(all.len(), expected);
+}
+
+#[test]
+fn resume_repairs_a_torn_line_and_continues_generation_per_position() {
+    let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let full = tmp.path().join("full");
+    let rows = run_into(&spec, &full, u64::MAX, false);
+    let first_generate = rows.iter().position(|r| r.kind == Kind::Generate).unwrap();
+    // stopped while RWKV's generation rows were being flushed: two of its four are on disk
+    let stopped = tmp.path().join("stopped");
+    interrupted_copy(&full, &stopped, first_generate + 2, 0);
+    let (rest, warnings) = run_with_warnings(&spec, &stopped, u64::MAX, true);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(rest.len(), rows.len() - first_generate - 2, "{rest:?}");
+    assert_complete(&stopped, rows.len());
+    // stopped in the middle of writing a row: the torn line is dropped, with a warning,
+    // and that measurement runs again
+    let torn = tmp.path().join("torn");
+    interrupted_copy(&full, &torn, 6, 30);
+    let (rest, warnings) = run_with_warnings(&spec, &torn, u64::MAX, true);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("incomplete"),
+        "{warnings:?}"
+    );
+    assert_eq!(rest.len(), rows.len() - 6);
+    assert_complete(&torn, rows.len());
+}
+
+#[test]
+fn cli_resume_refuses_another_run_and_keeps_meta() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, TINY).unwrap();
+    let config = good.to_str().unwrap();
+    let (code, err) = cli(&["scale", "--config", config, "--out", "s"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    let meta = std::fs::read(dir.path().join("s/meta.json")).unwrap();
+    let records = std::fs::read(dir.path().join("s/records.csv")).unwrap();
+    let resume = |extra: &[&str], config: &str| {
+        let mut args = vec!["scale", "--config", config, "--out", "s", "--resume"];
+        args.extend_from_slice(extra);
+        cli(&args, dir.path())
+    };
+    let (code, err) = resume(&["--dtype", "f64"], config);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot resume") && err.contains("dtype is f32 in the recorded run, f64 now"),
+        "{err}"
+    );
+    let other = dir.path().join("other.yaml");
+    std::fs::write(&other, TINY.replace("d_model: 16", "d_model: 8")).unwrap();
+    let (code, err) = resume(&[], other.to_str().unwrap());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("model.d_model is 16 in the recorded run, 8 now"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("s/meta.json")).unwrap(), meta);
+    assert_eq!(std::fs::read(dir.path().join("s/records.csv")).unwrap(), records);
+    // a torn last line: warned about on the terminal, measured again
+    let n = records.len();
+    std::fs::write(dir.path().join("s/records.csv"), &records[..n - 10]).unwrap();
+    let (code, err) = resume(&[], config);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("warning:") && err.contains("incomplete"), "{err}");
+    let rows = records.iter().filter(|&&b| b == b'\n').count() - 1;
+    assert_complete(&dir.path().join("s"), rows);
 }

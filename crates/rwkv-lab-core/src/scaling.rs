@@ -374,7 +374,8 @@ impl<B: WkvBackend> Runner<'_, B> {
 
 /// Runs every measurement of `spec` not in `done` (keys of recorded rows), handing each
 /// row to `sink` as soon as it exists. A generation run counts as recorded when the row of
-/// its last token is.
+/// its last token is; one that runs again (a run stopped while its rows were flushed)
+/// hands on only the positions not yet recorded.
 pub fn run<B: WkvBackend>(
     spec: &ScalingSpec,
     device: &B::Device,
@@ -475,7 +476,10 @@ pub fn run<B: WkvBackend>(
             }
             Plan::Generate { model } => {
                 progress(Progress::Started(&format!("generate {model}")));
-                runner.generate(model)
+                let mut rows = runner.generate(model);
+                // a run stopped while these rows were flushed has some of them already
+                rows.retain(|r| !done.contains(&r.key()));
+                rows
             }
         };
         for r in &rows {
