@@ -562,9 +562,7 @@ fn ids_short(v: &[i64]) -> String {
 
 /// Runs the command; returns whether the check (if any) passed.
 pub fn run(args: GenerateArgs) -> Result<bool> {
-    let budget = args
-        .memory_budget
-        .unwrap_or_else(default_memory_budget);
+    let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
     let tok_path = tokenizer_path(&args)?;
     if args.prompt.is_some() && tok_path.is_none() {
         bail!(

@@ -13,8 +13,7 @@ use rwkv_lab_core::scaling::{self, Context, Progress};
 
 use rwkv_checkpoint::{Checkpoint, Reference};
 use rwkv_lab_core::verify::{
-    Inputs, RandomModel, TokenChoice, VerifyOptions, VerifyReport, verify_checkpoint,
-    verify_random,
+    Inputs, RandomModel, TokenChoice, VerifyOptions, VerifyReport, verify_checkpoint, verify_random,
 };
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
@@ -152,7 +151,8 @@ impl Job for ScaleJob<'_> {
             Progress::Planned(n) => {
                 bar.set_length(n as u64);
                 if n == 0 {
-                    bar.println(
+                    say(
+                        &bar,
                         "nothing left to measure (every planned measurement is already recorded)",
                     );
                 }
@@ -222,12 +222,15 @@ fn repo_dir() -> &'static Path {
 /// Runs a study; returns the output folder.
 pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
     crate::backend::ensure_available(args.backend, args.dtype)?;
-    let mut spec = match &args.config {
-        Some(path) => ScalingSpec::load(path)?,
-        None => ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME)?,
+    let (mut spec, name) = match &args.config {
+        Some(path) => (ScalingSpec::load(path)?, path.display().to_string()),
+        None => (
+            ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME)?,
+            SHIPPED_SPEC_NAME.to_string(),
+        ),
     };
     if args.quick {
-        spec = spec.quick();
+        spec = spec.quick(&name)?;
     }
     let out = args
         .out

@@ -221,9 +221,7 @@ impl VerifyArgs {
             chunk_len: self.chunk_len,
             tol: self.tol,
             ref_tol: self.ref_tol,
-            memory_budget: self
-                .memory_budget
-                .unwrap_or_else(default_memory_budget),
+            memory_budget: self.memory_budget.unwrap_or_else(default_memory_budget),
             backend: self.backend.name().into(),
         }
     }

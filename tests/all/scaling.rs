@@ -186,7 +186,11 @@ fn interrupted_copy(from: &Path, to: &Path, rows: usize, torn: usize) {
     StudyDir::for_writing(to).unwrap();
     std::fs::copy(from.join("meta.json"), to.join("meta.json")).unwrap();
     let text = std::fs::read_to_string(from.join("records.csv")).unwrap();
-    let mut kept: String = text.lines().take(1 + rows).map(|l| format!("{l}\n")).collect();
+    let mut kept: String = text
+        .lines()
+        .take(1 + rows)
+        .map(|l| format!("{l}\n"))
+        .collect();
     kept += &text.lines().nth(1 + rows).unwrap_or("")[..torn];
     std::fs::write(to.join("records.csv"), kept).unwrap();
 }
@@ -236,6 +240,17 @@ fn cli_rejects_bad_specs_and_backends() {
             "repeats",
             "line 4",
         ),
+        // the quick profile cannot bypass the three-repeat minimum
+        (
+            format!("{TINY}quick: {{ repeats: 1 }}\n"),
+            "quick.repeats",
+            "at least 3",
+        ),
+        (
+            TINY.replace("seed: 1", "seed: 1\nmemory_budget: 0"),
+            "memory_budget",
+            "more than 0 bytes",
+        ),
     ];
     for (i, (text, needle, line)) in bad.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.yaml"));
@@ -272,6 +287,71 @@ fn cli_rejects_bad_specs_and_backends() {
     let (code, err) = cli(&["scale", "--config", "missing.yaml"], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("missing.yaml"), "{err}");
+    // --quick on a spec without a quick section is not silently the full study
+    let good = good.to_str().unwrap();
+    let (code, err) = cli(
+        &["scale", "--config", good, "--quick", "--out", "o3"],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("quick: --quick asks for") && err.contains("good.yaml"),
+        "{err}"
+    );
+    let (code, err) = cli(
+        &[
+            "scale",
+            "--config",
+            good,
+            "--memory-budget",
+            "0",
+            "--out",
+            "o4",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--memory-budget") && err.contains("more than 0"),
+        "{err}"
+    );
+    for out in ["o3", "o4"] {
+        assert!(!dir.path().join(out).exists(), "{out}");
+    }
+}
+
+#[test]
+fn budget_covers_generation() {
+    let spec = ScalingSpec::parse(TINY, "tiny.yaml").unwrap();
+    let est = |m| rwkv_lab_core::estimate::generation_bytes(&spec, m, 4);
+    let (big, small) = if est(Rwkv) > est(Transformer) {
+        (Rwkv, Transformer)
+    } else {
+        (Transformer, Rwkv)
+    };
+    assert_ne!(est(big), est(small));
+    let tmp = tempfile::tempdir().unwrap();
+    let budget = est(big) - 1;
+    let rows = run_into(&spec, tmp.path(), budget, false);
+    let generated = |m: Model| -> Vec<&ScalingRecord> {
+        rows.iter()
+            .filter(|r| r.kind == Kind::Generate && r.model == m)
+            .collect()
+    };
+    // over the budget: one skipped row at the last position, with the estimate
+    let skipped = generated(big);
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    let r = skipped[0];
+    assert!(r.status == Status::Skipped && r.note.contains("budget") && r.position == 10);
+    assert_eq!(r.estimate_bytes, Some(est(big)));
+    assert!(r.median_s.is_none());
+    // within it: measured, every row carrying the estimate
+    let ran = generated(small);
+    assert_eq!(ran.len(), 4);
+    assert!(
+        ran.iter()
+            .all(|r| r.status == Status::Ok && r.estimate_bytes == Some(est(small)))
+    );
 }
 
 #[test]
@@ -327,7 +407,7 @@ fn cli_scale_writes_records_and_report() {
     assert_eq!(code, 2);
     assert!(err.contains("--resume"), "{err}");
     let before = std::fs::read_to_string(study.join("records.csv")).unwrap();
-    let (code, _) = cli(
+    let (code, err) = cli(
         &[
             "scale",
             "--config",
@@ -339,6 +419,8 @@ fn cli_scale_writes_records_and_report() {
         dir.path(),
     );
     assert_eq!(code, 0);
+    // said even though stderr is not a terminal here (the progress bar is hidden)
+    assert!(err.contains("nothing left to measure"), "{err}");
     assert_eq!(
         std::fs::read_to_string(study.join("records.csv")).unwrap(),
         before
@@ -432,6 +514,10 @@ fn cli_defaults_work_from_any_folder() {
         meta.contains("d_model: 256") && meta.contains("seq_lens"),
         "{meta}"
     );
+    // generation included: nothing ran
+    let rows: Vec<ScalingRecord> = read_rows(&dir.path().join("q/records.csv")).unwrap();
+    assert!(rows.iter().any(|r| r.kind == Kind::Generate));
+    assert!(rows.iter().all(|r| r.status == Status::Skipped), "{rows:?}");
 }
 
 /// Every key once, and as many rows as a run that was never stopped.
@@ -499,13 +585,19 @@ fn cli_resume_refuses_another_run_and_keeps_meta() {
         "{err}"
     );
     assert_eq!(std::fs::read(dir.path().join("s/meta.json")).unwrap(), meta);
-    assert_eq!(std::fs::read(dir.path().join("s/records.csv")).unwrap(), records);
+    assert_eq!(
+        std::fs::read(dir.path().join("s/records.csv")).unwrap(),
+        records
+    );
     // a torn last line: warned about on the terminal, measured again
     let n = records.len();
     std::fs::write(dir.path().join("s/records.csv"), &records[..n - 10]).unwrap();
     let (code, err) = resume(&[], config);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("warning:") && err.contains("incomplete"), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("incomplete"),
+        "{err}"
+    );
     let rows = records.iter().filter(|&&b| b == b'\n').count() - 1;
     assert_complete(&dir.path().join("s"), rows);
 }

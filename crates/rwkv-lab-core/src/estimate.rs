@@ -5,6 +5,7 @@
 //! times its size. Products saturate rather than wrap, so an absurd size is an absurd
 //! estimate (and a skip), never a small one.
 
+use lab_records::Model;
 use rwkv::WkvMode;
 
 use crate::scaling::Subject;
@@ -63,7 +64,7 @@ pub fn prefill_bytes(spec: &ScalingSpec, subject: Subject, t: usize, elem: usize
 /// the larger of the prompt's prefill (RWKV: the parallel form; the transformer: explicit
 /// attention) and a step at the full context, which holds the state or the whole KV cache
 /// (`2·L·B·T·C` values) and, for the transformer, one row of scores per head.
-pub fn generation_bytes(spec: &ScalingSpec, rwkv: bool, elem: usize) -> u64 {
+pub fn generation_bytes(spec: &ScalingSpec, model: Model, elem: usize) -> u64 {
     let Some(g) = spec.generation.as_ref() else {
         return 0;
     };
@@ -76,7 +77,7 @@ pub fn generation_bytes(spec: &ScalingSpec, rwkv: bool, elem: usize) -> u64 {
         m.n_heads.get() as u64,
         elem as u64,
     );
-    let (prompt_subject, carried) = if rwkv {
+    let (prompt_subject, carried) = if model == Model::Rwkv {
         (Subject::Rwkv(WkvMode::Parallel), product(&[5, l, b, c, e]))
     } else {
         let cache = product(&[2, l, b, context as u64, c, e]);

@@ -6,7 +6,8 @@
 //! stops, `repeats` timed runs summarised by median, min and max). Peak memory: the
 //! meter's peak above the level before the call. A measurement whose estimated working
 //! memory ([`crate::estimate`]) exceeds the budget is recorded as `skipped` with the
-//! estimate instead of being run.
+//! estimate instead of being run; for generation, the estimate covers the whole run (one
+//! `skipped` row at the last position).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -20,7 +21,7 @@ use lab_records::{
 use lab_util::SplitMix64;
 use rwkv::{WkvBackend, WkvMode};
 
-use crate::estimate::prefill_bytes;
+use crate::estimate::{generation_bytes, prefill_bytes};
 use crate::meter::PeakMeter;
 use crate::models::Models;
 use crate::spec::{Attention, ScalingSpec, spec_differences};
@@ -317,13 +318,20 @@ impl<B: WkvBackend> Runner<'_, B> {
             .expect("planned only with a generation spec");
         let (prompt_len, n, every) = (g.prompt_len.get(), g.new_tokens.get(), g.record_every.get());
         let method = generation_method(model);
+        // the whole run (prompt, then a step at the full context) against the budget, as
+        // for a prefill: over it, the run is recorded as skipped and never started
+        let est = generation_bytes(self.spec, model, self.elem);
         let fail = |status: Status, note: String| {
             let mut r = self
                 .last_generation_row(model)
                 .expect("planned only with a generation spec");
-            (r.status, r.note) = (status, note);
+            (r.status, r.note, r.estimate_bytes) = (status, note, Some(est));
             vec![r]
         };
+        if est > self.ctx.memory_budget {
+            let note = format!("estimated {est} bytes > budget {}", self.ctx.memory_budget);
+            return fail(Status::Skipped, note);
+        }
         let (batch, vocab) = (self.spec.batch.get(), self.spec.model.vocab.get());
         let prompt = ids::<B>(self.spec.seed, batch, prompt_len, vocab, self.device);
         let feed: Vec<Tensor<B, 1, Int>> = {
@@ -366,6 +374,7 @@ impl<B: WkvBackend> Runner<'_, B> {
             r.cumulative_s = Some(stats(cumulative.iter().map(|c| c[i]).collect()).median);
             r.peak_bytes = runs.iter().filter_map(|(_, p, _)| p[i]).max();
             r.state_bytes = Some(runs[0].2[i]);
+            r.estimate_bytes = Some(est);
             rows.push(r);
         }
         rows
