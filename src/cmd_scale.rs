@@ -272,6 +272,9 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
 /// Renders plots and summary.md from the records and prints what was written.
 pub fn render(dir: &Path) -> Result<()> {
     let output = rwkv_report::render(dir)?;
+    for w in &output.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("\nfitted log-log exponents (upper half of the T range):");
     for f in &output.fits {
         println!("  {f}");

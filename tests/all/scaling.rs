@@ -430,6 +430,15 @@ fn cli_scale_writes_records_and_report() {
     let (code, err) = cli(&["report", "study"], dir.path());
     assert_eq!(code, 0, "{err}");
     assert!(study.join("summary.md").is_file());
+    assert!(!err.contains("warning"), "{err}");
+    // without meta.json it still renders, and says what is missing
+    std::fs::remove_file(study.join("meta.json")).unwrap();
+    let (code, err) = cli(&["report", "study"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: ") && err.contains("meta.json: not found"),
+        "{err}"
+    );
 }
 
 /// TINY with a `quick:` section (what `reproduce` runs).

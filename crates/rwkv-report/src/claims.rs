@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::fits::{Fit, fit_loglog};
+use crate::fits::{Fit, MIN_FIT_POINTS, distinct_x, fit_loglog, upper_half};
 use crate::series::{Quantity, Series, SeriesKey};
 use lab_records::Model::{Rwkv, Transformer};
 
@@ -158,7 +158,8 @@ pub enum Verdict {
     Pass,
     /// It is not.
     Fail,
-    /// Too few points to fit (fewer than 3 distinct x).
+    /// No fit: fewer than [`MIN_FIT_POINTS`] distinct x in the fitted range. Neither pass
+    /// nor fail, and no R².
     NoFit,
     /// No target band for this series (shown for reference).
     NoTarget,
@@ -169,7 +170,7 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
-            Verdict::NoFit => "n/a (too few points)",
+            Verdict::NoFit => "no fit",
             Verdict::NoTarget => "no target",
         })
     }
@@ -186,6 +187,8 @@ pub struct FitRow {
     pub label: String,
     /// Points measured (all of them; the fit uses the upper half).
     pub n_measured: usize,
+    /// Distinct x in the upper half of the x range (the fit needs [`MIN_FIT_POINTS`]).
+    pub n_in_range: usize,
     /// The fit over the upper half of the x range.
     pub fit: Option<Fit>,
     /// The claim checked.
@@ -220,6 +223,7 @@ impl FitRow {
             key: series.key.clone(),
             label: series.label.clone(),
             n_measured: series.points.len(),
+            n_in_range: distinct_x(&upper_half(&series.points)),
             fit,
             claim,
             verdict,
@@ -247,7 +251,11 @@ impl fmt::Display for FitRow {
                 fit.x_min,
                 fit.x_max
             )?,
-            None => write!(f, "no fit ({} points measured)", self.n_measured)?,
+            None => write!(
+                f,
+                "no fit ({} points measured, {} in the upper half of the range; a fit needs {MIN_FIT_POINTS})",
+                self.n_measured, self.n_in_range
+            )?,
         }
         if let Some(claim) = &self.claim {
             write!(f, "; claim {}", claim.exponent)?;
@@ -431,14 +439,21 @@ mod tests {
             FitRow::new(&series(Quantity::GenerationLatency, Rwkv, "rnn", 0.0)).verdict,
             Verdict::NoTarget
         );
+        // three or four points leave two in the upper half: two points fit any line
+        // exactly, so there is no fit, no R² and no pass mark
         let mut short = series(Quantity::PrefillTime, Rwkv, "scan", 1.0);
-        short.points.truncate(2);
-        let row = FitRow::new(&short);
-        assert_eq!(row.verdict, Verdict::NoFit);
-        assert!(
-            row.to_string().contains("no fit (2 points measured)"),
-            "{row}"
-        );
+        for (n, in_range) in [(4, 2), (3, 2), (2, 1)] {
+            short.points.truncate(n);
+            let row = FitRow::new(&short);
+            assert_eq!((row.verdict, row.fit), (Verdict::NoFit, None), "{n}");
+            let text = row.to_string();
+            assert!(
+                text.contains(&format!("no fit ({n} points measured, {in_range} in the upper"))
+                    && !text.contains("R²")
+                    && !text.contains("pass"),
+                "{text}"
+            );
+        }
         let line = FitRow::new(&series(Quantity::PrefillTime, Rwkv, "scan", 1.0)).to_string();
         assert!(
             line.contains("k = 1.00")

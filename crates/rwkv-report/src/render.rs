@@ -24,6 +24,9 @@ pub struct RenderOutput {
     pub n_records: usize,
     /// Whether `meta.json` was there.
     pub has_meta: bool,
+    /// What the caller should tell the user (a missing `meta.json`, ...); the library
+    /// never prints.
+    pub warnings: Vec<String>,
     /// One fit per series, with its claim and verdict (`Display` gives a terminal line).
     pub fits: Vec<FitRow>,
     /// RWKV's best prefill against each transformer prefill series.
@@ -67,6 +70,14 @@ fn render_scaling(study: &StudyDir, meta: Option<Meta>) -> Result<RenderOutput, 
     let records: Vec<ScalingRecord> = study.read_rows()?;
     let analysis = Analysis::new(&records);
     let plots = plot_all(study.path(), &analysis.series, &analysis.fits)?;
+    let mut warnings = Vec::new();
+    if meta.is_none() {
+        warnings.push(format!(
+            "{}: not found; the report is rendered from records.csv alone, and its provenance \
+             (command, spec, backend, machine, what the memory figures count) reads \"unknown\"",
+            study.meta_path().display()
+        ));
+    }
     let summary = study.file("summary.md");
     let text = render_summary(&records, meta.as_ref(), &analysis);
     std::fs::write(&summary, text).map_err(|e| ReportError::Io {
@@ -78,6 +89,7 @@ fn render_scaling(study: &StudyDir, meta: Option<Meta>) -> Result<RenderOutput, 
         plots,
         n_records: records.len(),
         has_meta: meta.is_some(),
+        warnings,
         fits: analysis.fits,
         crossovers: analysis.crossovers,
     })

@@ -7,6 +7,7 @@ use lab_util::{fmt_bytes, fmt_count, fmt_seconds, sig3};
 
 use crate::analysis::Analysis;
 use crate::claims::Verdict;
+use crate::fits::MIN_FIT_POINTS;
 use crate::crossover::Crossover;
 use crate::series::Quantity;
 use lab_records::Model::{Rwkv, Transformer};
@@ -301,7 +302,9 @@ fn exponents(md: &mut String, analysis: &Analysis) {
          matter least. Claims: RWKV paper (Peng et al. 2023), Table 1 (RWKV time O(T·d), inference \
          memory O(d); Transformer time O(T²·d), memory O(T² + T·d)) and its cumulative \
          text-generation time figure. \"Super-linear\" needs k > 1.1, above the ±0.1 band that \
-         counts as linear.\n"
+         counts as linear. A fit needs at least {MIN_FIT_POINTS} distinct x in that range (two \
+         points fit any line exactly, R² = 1); with fewer the series has no fit: no exponent, \
+         no R², neither pass nor fail.\n"
     );
     if analysis.fits.is_empty() {
         let _ = writeln!(md, "No series to fit: no `ok` measurement has timings.\n");
@@ -330,7 +333,7 @@ fn exponents(md: &mut String, analysis: &Analysis) {
             None => (
                 "—".into(),
                 "—".into(),
-                format!("0 / {}", row.n_measured),
+                format!("— / {}", row.n_measured),
                 "—".into(),
             ),
         };
@@ -345,7 +348,10 @@ fn exponents(md: &mut String, analysis: &Analysis) {
         let mut verdict = match row.verdict {
             Verdict::Pass => "✅ pass".to_string(),
             Verdict::Fail => "❌ FAIL".to_string(),
-            Verdict::NoFit => "n/a (fewer than 3 distinct x)".to_string(),
+            Verdict::NoFit => format!(
+                "no fit ({} point(s) in the upper half; a fit needs {MIN_FIT_POINTS})",
+                row.n_in_range
+            ),
             Verdict::NoTarget => "— (reference only)".to_string(),
         };
         if row.poor_fit() {

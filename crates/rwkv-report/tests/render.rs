@@ -186,7 +186,7 @@ fn renders_summary_and_plots() {
             _ => {}
         }
     }
-    assert!(out.has_meta);
+    assert!(out.has_meta && out.warnings.is_empty(), "{:?}", out.warnings);
     assert_eq!(out.n_records, synthetic().len());
 
     let md = fs::read_to_string(&out.summary).unwrap();
@@ -306,6 +306,12 @@ fn meta_is_optional() {
     write_csv(dir.path(), &synthetic());
     let out = render(dir.path()).unwrap();
     assert!(!out.has_meta);
+    // returned for the caller to print (the library never prints)
+    assert!(
+        out.warnings.len() == 1 && out.warnings[0].contains("meta.json: not found"),
+        "{:?}",
+        out.warnings
+    );
     let md = fs::read_to_string(&out.summary).unwrap();
     assert!(
         md.contains("| Command | unknown |") && md.contains("| Machine | unknown |"),
