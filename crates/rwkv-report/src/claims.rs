@@ -448,8 +448,9 @@ mod tests {
             assert_eq!((row.verdict, row.fit), (Verdict::NoFit, None), "{n}");
             let text = row.to_string();
             assert!(
-                text.contains(&format!("no fit ({n} points measured, {in_range} in the upper"))
-                    && !text.contains("R²")
+                text.contains(&format!(
+                    "no fit ({n} points measured, {in_range} in the upper"
+                )) && !text.contains("R²")
                     && !text.contains("pass"),
                 "{text}"
             );

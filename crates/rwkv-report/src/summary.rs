@@ -7,8 +7,8 @@ use lab_util::{fmt_bytes, fmt_count, fmt_seconds, sig3};
 
 use crate::analysis::Analysis;
 use crate::claims::Verdict;
-use crate::fits::MIN_FIT_POINTS;
 use crate::crossover::Crossover;
+use crate::fits::MIN_FIT_POINTS;
 use crate::series::Quantity;
 use lab_records::Model::{Rwkv, Transformer};
 use lab_records::{Meta, Model, Row, ScalingRecord, Status};

@@ -186,7 +186,11 @@ fn renders_summary_and_plots() {
             _ => {}
         }
     }
-    assert!(out.has_meta && out.warnings.is_empty(), "{:?}", out.warnings);
+    assert!(
+        out.has_meta && out.warnings.is_empty(),
+        "{:?}",
+        out.warnings
+    );
     assert_eq!(out.n_records, synthetic().len());
 
     let md = fs::read_to_string(&out.summary).unwrap();
