@@ -10,7 +10,7 @@ use crate::claims::FitRow;
 use crate::crossover::Crossover;
 use crate::error::ReportError;
 use crate::plots::plot_all;
-use crate::summary::render_summary;
+use crate::summary::{memory_description, render_summary};
 
 /// What [`render`] wrote and found.
 #[derive(Debug, Clone, Serialize)]
@@ -69,7 +69,8 @@ pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
 fn render_scaling(study: &StudyDir, meta: Option<Meta>) -> Result<RenderOutput, ReportError> {
     let records: Vec<ScalingRecord> = study.read_rows()?;
     let analysis = Analysis::new(&records);
-    let plots = plot_all(study.path(), &analysis.series, &analysis.fits)?;
+    let memory = memory_description(meta.as_ref());
+    let plots = plot_all(study.path(), &analysis.series, &analysis.fits, &memory)?;
     let mut warnings = Vec::new();
     if meta.is_none() {
         warnings.push(format!(

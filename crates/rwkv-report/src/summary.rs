@@ -61,6 +61,21 @@ pub fn code(s: &str) -> String {
     )
 }
 
+/// What the memory figures of a run count: the meter's description in `meta.json`. Older
+/// files lack it; on the CPU backends rwkv-lab has always counted heap allocations, so for
+/// those it is inferred (and said to be); otherwise it is unknown.
+pub fn memory_description(meta: Option<&Meta>) -> String {
+    match meta {
+        Some(m) if !m.memory.trim().is_empty() => m.memory.trim().to_string(),
+        Some(m) if matches!(m.backend.as_str(), "ndarray" | "flex") => {
+            "peak heap bytes allocated during the call (CPU backend; inferred, this meta.json \
+             predates the `memory` field)"
+                .into()
+        }
+        _ => "unknown (meta.json does not say what the memory figures count)".into(),
+    }
+}
+
 fn or_unknown(s: &str) -> &str {
     if s.trim().is_empty() { "unknown" } else { s }
 }
@@ -140,7 +155,7 @@ fn provenance(md: &mut String, records: &[ScalingRecord], meta: Option<&Meta>) {
         let _ = write!(counts, ", {other} other");
     }
     counts.push(')');
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         (
             "Command",
             if m.command.trim().is_empty() {
@@ -152,6 +167,7 @@ fn provenance(md: &mut String, records: &[ScalingRecord], meta: Option<&Meta>) {
         ("Backend", cell(or_unknown(&m.backend))),
         ("Device", cell(or_unknown(&m.device))),
         ("Precision", cell(or_unknown(&m.dtype))),
+        ("Memory figures", cell(&memory_description(meta))),
         ("Seed", seed),
         (
             "Git revision",

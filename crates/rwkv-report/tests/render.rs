@@ -304,6 +304,62 @@ fn renders_summary_and_plots() {
     render(dir.path()).unwrap();
 }
 
+/// The memory plot says what was measured (from meta.json), each axis has one unit stated
+/// in its title, and series with the same values are named as such.
+#[test]
+fn plots_state_units_and_what_is_measured() {
+    let dir = study_dir();
+    let mut records = synthetic();
+    // the fused path measured exactly what the explicit one did (as on a CPU backend
+    // whose fused attention falls back to the explicit one)
+    let fused: Vec<ScalingRecord> = records
+        .iter()
+        .filter(|r| r.kind == Kind::Prefill && r.method == "explicit")
+        .map(|r| ScalingRecord {
+            method: "fused".into(),
+            ..r.clone()
+        })
+        .collect();
+    records.extend(fused);
+    write_csv(dir.path(), &records);
+    let meta = Meta {
+        backend: "wgpu".into(),
+        memory: "device memory reserved by the allocator".into(),
+        ..Default::default()
+    };
+    fs::write(
+        dir.path().join("meta.json"),
+        serde_json::to_string_pretty(&meta).unwrap(),
+    )
+    .unwrap();
+    render(dir.path()).unwrap();
+    let svg = |stem: &str| fs::read_to_string(dir.path().join(format!("{stem}.svg"))).unwrap();
+    let memory = svg("prefill_memory");
+    assert!(
+        memory.contains("measured: device memory reserved by the allocator"),
+        "{memory}"
+    );
+    assert!(
+        memory.contains("same values as transformer explicit"),
+        "{memory}"
+    );
+    // synthetic peaks span about 300 KiB to 256 MiB: one unit, in the axis title only
+    assert!(memory.contains("peak memory (MiB)"), "{memory}");
+    assert!(
+        !memory.contains(" MiB<") && !memory.contains(" KiB<"),
+        "{memory}"
+    );
+    let time = svg("prefill_time");
+    assert!(time.contains("median time per forward (ms)"), "{time}");
+    assert!(!time.contains(" ms<") && !time.contains(" µs<"), "{time}");
+    assert!(!time.contains("measured:"), "{time}");
+    let md = fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| Memory figures | device memory reserved by the allocator |"),
+        "{md}"
+    );
+}
+
 #[test]
 fn meta_is_optional() {
     let dir = study_dir();
