@@ -216,6 +216,14 @@ fn cli(args: &[&str], dir: &Path) -> (i32, String) {
     (code, err)
 }
 
+/// `rwkv-lab scale --config CONFIG --out OUT EXTRA...` in `dir`: exit code and stderr.
+fn scale(dir: &Path, config: &Path, out: &str, extra: &[&str]) -> (i32, String) {
+    let config = config.to_str().unwrap();
+    let mut args = vec!["scale", "--config", config, "--out", out];
+    args.extend_from_slice(extra);
+    cli(&args, dir)
+}
+
 #[test]
 fn cli_rejects_bad_specs_and_backends() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,10 +263,7 @@ fn cli_rejects_bad_specs_and_backends() {
     for (i, (text, needle, line)) in bad.iter().enumerate() {
         let p = dir.path().join(format!("bad{i}.yaml"));
         std::fs::write(&p, text).unwrap();
-        let (code, err) = cli(
-            &["scale", "--config", p.to_str().unwrap(), "--out", "out"],
-            dir.path(),
-        );
+        let (code, err) = scale(dir.path(), &p, "out", &[]);
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains(needle) && err.contains(line) && !err.contains("panicked"),
@@ -269,18 +274,7 @@ fn cli_rejects_bad_specs_and_backends() {
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, TINY).unwrap();
     if !cfg!(feature = "cuda") {
-        let (code, err) = cli(
-            &[
-                "scale",
-                "--config",
-                good.to_str().unwrap(),
-                "--backend",
-                "cuda",
-                "--out",
-                "o2",
-            ],
-            dir.path(),
-        );
+        let (code, err) = scale(dir.path(), &good, "o2", &["--backend", "cuda"]);
         assert_eq!(code, 2);
         assert!(err.contains("not compiled into this binary"), "{err}");
     }
@@ -288,28 +282,13 @@ fn cli_rejects_bad_specs_and_backends() {
     assert_eq!(code, 2);
     assert!(err.contains("missing.yaml"), "{err}");
     // --quick on a spec without a quick section is not silently the full study
-    let good = good.to_str().unwrap();
-    let (code, err) = cli(
-        &["scale", "--config", good, "--quick", "--out", "o3"],
-        dir.path(),
-    );
+    let (code, err) = scale(dir.path(), &good, "o3", &["--quick"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("quick: --quick asks for") && err.contains("good.yaml"),
         "{err}"
     );
-    let (code, err) = cli(
-        &[
-            "scale",
-            "--config",
-            good,
-            "--memory-budget",
-            "0",
-            "--out",
-            "o4",
-        ],
-        dir.path(),
-    );
+    let (code, err) = scale(dir.path(), &good, "o4", &["--memory-budget", "0"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("--memory-budget") && err.contains("more than 0"),
@@ -359,16 +338,7 @@ fn cli_scale_writes_records_and_report() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, TINY).unwrap();
-    let (code, err) = cli(
-        &[
-            "scale",
-            "--config",
-            good.to_str().unwrap(),
-            "--out",
-            "study",
-        ],
-        dir.path(),
-    );
+    let (code, err) = scale(dir.path(), &good, "study", &[]);
     assert_eq!(code, 0, "{err}");
     let study = dir.path().join("study");
     for f in [
@@ -394,30 +364,11 @@ fn cli_scale_writes_records_and_report() {
     assert!(meta["finished"].as_str().unwrap().ends_with('Z'));
     assert!(meta["spec"].as_str().unwrap().contains("d_model: 16"));
     // interrupted or not, a second run refuses to overwrite; --resume adds nothing
-    let (code, err) = cli(
-        &[
-            "scale",
-            "--config",
-            good.to_str().unwrap(),
-            "--out",
-            "study",
-        ],
-        dir.path(),
-    );
+    let (code, err) = scale(dir.path(), &good, "study", &[]);
     assert_eq!(code, 2);
     assert!(err.contains("--resume"), "{err}");
     let before = std::fs::read_to_string(study.join("records.csv")).unwrap();
-    let (code, err) = cli(
-        &[
-            "scale",
-            "--config",
-            good.to_str().unwrap(),
-            "--out",
-            "study",
-            "--resume",
-        ],
-        dir.path(),
-    );
+    let (code, err) = scale(dir.path(), &good, "study", &["--resume"]);
     assert_eq!(code, 0);
     // said even though stderr is not a terminal here (the progress bar is hidden)
     assert!(err.contains("nothing left to measure"), "{err}");
@@ -569,17 +520,11 @@ fn cli_resume_refuses_another_run_and_keeps_meta() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, TINY).unwrap();
-    let config = good.to_str().unwrap();
-    let (code, err) = cli(&["scale", "--config", config, "--out", "s"], dir.path());
+    let (code, err) = scale(dir.path(), &good, "s", &[]);
     assert_eq!(code, 0, "{err}");
     let meta = std::fs::read(dir.path().join("s/meta.json")).unwrap();
     let records = std::fs::read(dir.path().join("s/records.csv")).unwrap();
-    let resume = |extra: &[&str], config: &str| {
-        let mut args = vec!["scale", "--config", config, "--out", "s", "--resume"];
-        args.extend_from_slice(extra);
-        cli(&args, dir.path())
-    };
-    let (code, err) = resume(&["--dtype", "f64"], config);
+    let (code, err) = scale(dir.path(), &good, "s", &["--resume", "--dtype", "f64"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("cannot resume") && err.contains("dtype is f32 in the recorded run, f64 now"),
@@ -587,7 +532,7 @@ fn cli_resume_refuses_another_run_and_keeps_meta() {
     );
     let other = dir.path().join("other.yaml");
     std::fs::write(&other, TINY.replace("d_model: 16", "d_model: 8")).unwrap();
-    let (code, err) = resume(&[], other.to_str().unwrap());
+    let (code, err) = scale(dir.path(), &other, "s", &["--resume"]);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("model.d_model is 16 in the recorded run, 8 now"),
@@ -601,7 +546,7 @@ fn cli_resume_refuses_another_run_and_keeps_meta() {
     // a torn last line: warned about on the terminal, measured again
     let n = records.len();
     std::fs::write(dir.path().join("s/records.csv"), &records[..n - 10]).unwrap();
-    let (code, err) = resume(&[], config);
+    let (code, err) = scale(dir.path(), &good, "s", &["--resume"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("warning:") && err.contains("incomplete"),

@@ -386,15 +386,26 @@ fn look(rwkv: bool, i: usize) -> Look {
     }
 }
 
-/// A marker of a series at one point (data coordinates for the plot, pixels for the
-/// legend); its shape is drawn in pixels.
-struct Marker<C> {
+/// What a [`Glyph`] draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GlyphKind {
+    /// The series' marker at a data point.
+    Marker,
+    /// The legend entry: a 24-pixel stretch of the line pattern (the room plotters leaves
+    /// before the label), with the marker when the plotted line has markers.
+    Legend { marked: bool },
+}
+
+/// A series' marker or legend entry at one point (data coordinates for markers, pixels
+/// for the legend); its shape is drawn in pixels.
+struct Glyph<C> {
     at: C,
     look: Look,
     color: RGBColor,
+    kind: GlyphKind,
 }
 
-impl<'a, C> PointCollection<'a, C> for &'a Marker<C> {
+impl<'a, C> PointCollection<'a, C> for &'a Glyph<C> {
     type Point = &'a C;
     type IntoIter = std::iter::Once<&'a C>;
     fn point_iter(self) -> Self::IntoIter {
@@ -402,16 +413,35 @@ impl<'a, C> PointCollection<'a, C> for &'a Marker<C> {
     }
 }
 
-impl<C, DB: DrawingBackend> Drawable<DB> for Marker<C> {
+impl<C, DB: DrawingBackend> Drawable<DB> for Glyph<C> {
     fn draw<I: Iterator<Item = (i32, i32)>>(
         &self,
         mut pos: I,
         backend: &mut DB,
         _: (u32, u32),
     ) -> Result<(), DrawingErrorKind<DB::ErrorType>> {
-        match pos.next() {
-            Some(at) => draw_mark(backend, at, self.look, self.color),
-            None => Ok(()),
+        let Some((x, y)) = pos.next() else {
+            return Ok(());
+        };
+        match self.kind {
+            GlyphKind::Marker => draw_mark(backend, (x, y), self.look, self.color),
+            GlyphKind::Legend { marked } => {
+                const LEN: i32 = 24;
+                let style = self.color.stroke_width(self.look.width);
+                // a solid line is one dash as long as the stretch
+                let (dash, gap) = self.look.dash.unwrap_or((LEN as u32, 0));
+                let (dash, period) = (dash.min(10) as i32, (dash.min(10) + gap) as i32);
+                let mut a = 0;
+                while a < LEN {
+                    let b = if gap == 0 { LEN } else { (a + dash).min(LEN) };
+                    backend.draw_line((x + a, y), (x + b, y), &style)?;
+                    a = if gap == 0 { LEN } else { a + period };
+                }
+                if marked {
+                    draw_mark(backend, (x + LEN / 2, y), self.look, self.color)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -443,52 +473,6 @@ fn draw_mark<DB: DrawingBackend>(
             backend.draw_line((x - s, y - s), (x + s, y + s), &open)?;
             backend.draw_line((x - s, y + s), (x + s, y - s), &open)
         }
-    }
-}
-
-/// The legend entry of a series: a 24-pixel stretch of its line pattern (the room plotters
-/// leaves before the label) with its marker.
-struct LegendEntry {
-    at: (i32, i32),
-    look: Look,
-    color: RGBColor,
-    /// Whether the plotted line has markers (long series have none).
-    marked: bool,
-}
-
-impl<'a> PointCollection<'a, (i32, i32)> for &'a LegendEntry {
-    type Point = &'a (i32, i32);
-    type IntoIter = std::iter::Once<&'a (i32, i32)>;
-    fn point_iter(self) -> Self::IntoIter {
-        std::iter::once(&self.at)
-    }
-}
-
-impl<DB: DrawingBackend> Drawable<DB> for LegendEntry {
-    fn draw<I: Iterator<Item = (i32, i32)>>(
-        &self,
-        mut pos: I,
-        backend: &mut DB,
-        _: (u32, u32),
-    ) -> Result<(), DrawingErrorKind<DB::ErrorType>> {
-        let Some((x, y)) = pos.next() else {
-            return Ok(());
-        };
-        let style = self.color.stroke_width(self.look.width);
-        // a solid line is one dash as long as the stretch
-        const LEN: i32 = 24;
-        let (dash, gap) = self.look.dash.unwrap_or((LEN as u32, 0));
-        let (dash, period) = (dash.min(10) as i32, (dash.min(10) + gap) as i32);
-        let mut a = 0;
-        while a < LEN {
-            let b = if gap == 0 { LEN } else { (a + dash).min(LEN) };
-            backend.draw_line((x + a, y), (x + b, y), &style)?;
-            a = if gap == 0 { LEN } else { a + period };
-        }
-        if self.marked {
-            draw_mark(backend, (x + LEN / 2, y), self.look, self.color)?;
-        }
-        Ok(())
     }
 }
 
@@ -725,15 +709,20 @@ where
         }
         .map_err(e)?
         .label(line.label.clone())
-        .legend(move |at| LegendEntry {
+        .legend(move |at| Glyph {
             at,
             look,
             color,
-            marked,
+            kind: GlyphKind::Legend { marked },
         });
         if marked {
             chart
-                .draw_series(line.points.iter().map(|&at| Marker { at, look, color }))
+                .draw_series(line.points.iter().map(|&at| Glyph {
+                    at,
+                    look,
+                    color,
+                    kind: GlyphKind::Marker,
+                }))
                 .map_err(e)?;
         }
     }

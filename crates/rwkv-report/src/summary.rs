@@ -250,20 +250,15 @@ fn models(md: &mut String, records: &[ScalingRecord]) {
         }
     }
     md.push('\n');
-    let single = |m: Model| {
+    // the sizes of a model measured in one configuration only (else no comparison)
+    let only = |m: Model| {
         by_model
             .get(&m)
             .filter(|c| c.len() == 1)
             .and_then(|c| c.first())
-            .map(|c| c.0)
     };
-    let single_ne = |m: Model| {
-        by_model
-            .get(&m)
-            .filter(|c| c.len() == 1)
-            .and_then(|c| c.first())
-            .and_then(|c| c.4)
-    };
+    let single = |m: Model| only(m).map(|c| c.0);
+    let single_ne = |m: Model| only(m).and_then(|c| c.4);
     if let (Some(rwkv), Some(tf)) = (single_ne(Rwkv), single_ne(Transformer))
         && tf > 0
     {

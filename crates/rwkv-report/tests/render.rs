@@ -101,6 +101,11 @@ fn study_dir() -> tempfile::TempDir {
     dir
 }
 
+fn write_meta(dir: &Path, meta: &Meta) {
+    let text = serde_json::to_string_pretty(meta).unwrap();
+    fs::write(dir.join("meta.json"), text).unwrap();
+}
+
 fn write_csv(dir: &Path, records: &[ScalingRecord]) {
     let mut w = csv::Writer::from_path(dir.join("records.csv")).unwrap();
     for r in records {
@@ -143,11 +148,7 @@ fn renders_summary_and_plots() {
         finished: "2026-01-01T01:00:00Z".into(),
         ..Default::default()
     };
-    fs::write(
-        dir.path().join("meta.json"),
-        serde_json::to_string_pretty(&meta).unwrap(),
-    )
-    .unwrap();
+    write_meta(dir.path(), &meta);
 
     let out = render(dir.path()).unwrap();
     let names: Vec<String> = out
@@ -194,56 +195,26 @@ fn renders_summary_and_plots() {
     assert_eq!(out.n_records, synthetic().len());
 
     let md = fs::read_to_string(&out.summary).unwrap();
-    let near = |k: f64, want: f64, what: &str| {
-        assert!(
-            (k - want).abs() <= 0.05,
-            "{what}: k = {k}, want {want}\n{md}"
-        )
-    };
-    near(
-        exponent(&md, "prefill time vs T", "rwkv chunked:64"),
-        1.0,
-        "rwkv chunked time",
-    );
-    near(
-        exponent(&md, "prefill time vs T", "rwkv scan"),
-        1.0,
-        "rwkv scan time",
-    );
-    near(
-        exponent(&md, "prefill time vs T", "transformer explicit"),
-        2.0,
-        "transformer time",
-    );
-    near(
-        exponent(&md, "prefill peak memory vs T", "rwkv scan"),
-        1.0,
-        "rwkv memory",
-    );
-    near(
-        exponent(&md, "prefill peak memory vs T", "transformer explicit"),
-        2.0,
-        "transformer memory",
-    );
-    near(
-        exponent(&md, "cumulative generation time vs tokens", "rwkv rnn"),
-        1.0,
-        "rwkv cumulative",
-    );
-    near(
-        exponent(&md, "state / KV-cache bytes vs context", "rwkv rnn"),
-        0.0,
-        "rwkv state",
-    );
-    near(
-        exponent(
-            &md,
+    for (measurement, series, want) in [
+        ("prefill time vs T", "rwkv chunked:64", 1.0),
+        ("prefill time vs T", "rwkv scan", 1.0),
+        ("prefill time vs T", "transformer explicit", 2.0),
+        ("prefill peak memory vs T", "rwkv scan", 1.0),
+        ("prefill peak memory vs T", "transformer explicit", 2.0),
+        ("cumulative generation time vs tokens", "rwkv rnn", 1.0),
+        ("state / KV-cache bytes vs context", "rwkv rnn", 0.0),
+        (
             "state / KV-cache bytes vs context",
             "transformer kv-cache",
+            1.0,
         ),
-        1.0,
-        "kv cache",
-    );
+    ] {
+        let k = exponent(&md, measurement, series);
+        assert!(
+            (k - want).abs() <= 0.05,
+            "{measurement}, {series}: k = {k}, want {want}\n{md}"
+        );
+    }
     assert!(
         exponent(
             &md,
@@ -327,11 +298,7 @@ fn plots_state_units_and_what_is_measured() {
         memory: "device memory reserved by the allocator".into(),
         ..Default::default()
     };
-    fs::write(
-        dir.path().join("meta.json"),
-        serde_json::to_string_pretty(&meta).unwrap(),
-    )
-    .unwrap();
+    write_meta(dir.path(), &meta);
     render(dir.path()).unwrap();
     let svg = |stem: &str| fs::read_to_string(dir.path().join(format!("{stem}.svg"))).unwrap();
     let memory = svg("prefill_memory");
