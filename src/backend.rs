@@ -131,33 +131,22 @@ pub trait Job {
 }
 
 /// Fails with a clear message unless this binary can run `kind` in `dtype` (checked before
-/// a command writes anything).
+/// a command writes anything). It asks the one table of runnable pairs, [`dispatch_inner`],
+/// with a job that does nothing (building a default device handle allocates nothing).
 pub fn ensure_available(kind: BackendKind, dtype: Dtype) -> Result<()> {
-    let compiled = match kind {
-        BackendKind::Ndarray => true,
-        BackendKind::Flex => cfg!(feature = "flex"),
-        BackendKind::Wgpu => cfg!(feature = "wgpu"),
-        BackendKind::Cuda => cfg!(feature = "cuda"),
-    };
-    if !compiled {
-        bail!(
-            "backend `{0}` is not compiled into this binary; rebuild with `cargo run --release --features {0} -- ...`",
-            kind.name()
-        )
+    struct Probe;
+    impl Job for Probe {
+        type Output = ();
+        fn run<B: Metered>(self, _: B::Device) -> Result<()> {
+            Ok(())
+        }
     }
-    if dtype == Dtype::F64 && kind != BackendKind::Ndarray {
-        bail!(
-            "backend `{}` does not support f64; use `--dtype f32`, or `--backend ndarray` for f64",
-            kind.name()
-        )
-    }
-    Ok(())
+    dispatch_inner(kind, dtype, Probe)
 }
 
 /// Runs `job` on the backend and precision asked for, or explains why it can't. A panic
 /// inside the backend (no GPU adapter, a driver error) becomes an error naming the backend.
 pub fn dispatch<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::Output> {
-    ensure_available(kind, dtype)?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch_inner(kind, dtype, job))).unwrap_or_else(|_| {
         let hint = match kind {
             BackendKind::Wgpu => "; wgpu needs a GPU with a Vulkan/Metal/DX12 driver (on Linux the Vulkan loader libvulkan1)",
@@ -168,6 +157,8 @@ pub fn dispatch<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::Ou
     })
 }
 
+/// The pairs this binary can run, each with its type; any other pair is an error that says
+/// why (the only availability check: [`ensure_available`] asks this table too).
 fn dispatch_inner<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::Output> {
     match (kind, dtype) {
         (BackendKind::Ndarray, Dtype::F32) => {
@@ -182,24 +173,41 @@ fn dispatch_inner<J: Job>(kind: BackendKind, dtype: Dtype, job: J) -> Result<J::
         (BackendKind::Wgpu, Dtype::F32) => job.run::<burn::backend::Wgpu>(Default::default()),
         #[cfg(feature = "cuda")]
         (BackendKind::Cuda, Dtype::F32) => job.run::<burn::backend::Cuda>(Default::default()),
-        (kind, dtype) => {
-            let compiled = match kind {
-                BackendKind::Ndarray => true,
-                BackendKind::Flex => cfg!(feature = "flex"),
-                BackendKind::Wgpu => cfg!(feature = "wgpu"),
-                BackendKind::Cuda => cfg!(feature = "cuda"),
-            };
-            if !compiled {
-                bail!(
-                    "backend `{0}` is not compiled into this binary; rebuild with `cargo run --release --features {0} -- ...`",
-                    kind.name()
-                )
-            }
-            bail!(
-                "backend `{}` does not support {}; use `--dtype f32`, or `--backend ndarray` for f64",
-                kind.name(),
-                dtype.name()
-            )
+        (kind, Dtype::F64) if kind != BackendKind::Ndarray => bail!(
+            "backend `{}` does not support f64; use `--dtype f32`, or `--backend ndarray` for f64",
+            kind.name()
+        ),
+        (kind, _) => bail!(
+            "backend `{0}` is not compiled into this binary; rebuild with `cargo run --release --features {0} -- ...`",
+            kind.name()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_comes_from_the_dispatch_table() {
+        ensure_available(BackendKind::Ndarray, Dtype::F64).unwrap();
+        let e = ensure_available(BackendKind::Wgpu, Dtype::F64).unwrap_err();
+        assert!(e.to_string().contains("does not support f64"), "{e}");
+        if !cfg!(feature = "cuda") {
+            let e = dispatch(BackendKind::Cuda, Dtype::F32, NeverRun).unwrap_err();
+            assert!(
+                e.to_string().contains("not compiled into this binary"),
+                "{e}"
+            );
+        }
+    }
+
+    /// A job that must not start.
+    struct NeverRun;
+    impl Job for NeverRun {
+        type Output = ();
+        fn run<B: Metered>(self, _: B::Device) -> Result<()> {
+            unreachable!("an unavailable backend never runs the job")
         }
     }
 }

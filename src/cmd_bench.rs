@@ -1,19 +1,20 @@
-//! `rwkv-lab bench-wkv`: time of each WKV formulation versus sequence length.
+//! `rwkv-lab bench-wkv`: time of each WKV formulation versus sequence length. The
+//! measuring is `rwkv_lab_core::bench` (the scaling study's timing loop and estimate);
+//! this file parses arguments and prints.
 
-use std::time::Instant;
+use std::num::NonZeroUsize;
 
-use anyhow::{Result, bail};
-use burn::tensor::{Element, Tensor, TensorData};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lab_util::SplitMix64;
-use lab_util::float_opts;
-use rwkv::wkv::{WkvMode, wkv};
+use lab_records::provenance::{cores, default_memory_budget};
+use lab_util::fmt_bytes;
+use rwkv::WkvMode;
+use rwkv_lab_core::bench::{self, BenchRow, WkvBench};
+use rwkv_lab_core::meter::NoMeter;
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use lab_util::fmt_bytes;
-
-use crate::util::{parse_bytes, physical_memory, positive};
+use crate::util::{memory_budget, positive};
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -41,8 +42,8 @@ pub struct BenchArgs {
     /// Block lengths of the chunked formulation, comma-separated.
     #[arg(long, default_value = "16,64", value_delimiter = ',', value_parser = positive)]
     pub chunk_lens: Vec<usize>,
-    /// Formulations to time (recurrent, parallel, chunked, scan), comma-separated;
-    /// `chunked` expands to one entry per --chunk-lens value.
+    /// Formulations to time (recurrent, parallel, chunked, chunked:LEN, scan, all),
+    /// comma-separated; `chunked` expands to one entry per --chunk-lens value.
     #[arg(
         long,
         default_value = "recurrent,parallel,chunked,scan",
@@ -57,7 +58,7 @@ pub struct BenchArgs {
     pub warmup: usize,
     /// Skip formulations estimated to need more working memory than this (e.g. 8G);
     /// default: half of physical memory.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
@@ -70,129 +71,27 @@ pub struct BenchArgs {
     pub backend: BackendKind,
 }
 
-/// One measurement (or a skipped one).
-#[derive(Debug, Clone)]
-struct Row {
-    time: usize,
-    mode: WkvMode,
-    /// Sorted run times in seconds; empty when skipped.
-    runs: Vec<f64>,
-    estimate: u64,
-}
-
-impl Row {
-    fn median(&self) -> Option<f64> {
-        (!self.runs.is_empty()).then(|| self.runs[self.runs.len() / 2])
-    }
-}
-
-/// Rough working-memory estimate in bytes (the largest live intermediates).
-fn estimate(mode: WkvMode, b: usize, t: usize, c: usize, elem: usize) -> u64 {
-    let (b, t, c, e) = (b as u64, t as u64, c as u64, elem as u64);
-    match mode {
-        WkvMode::Recurrent => 8 * b * t * c * e,
-        WkvMode::Scan => 6 * b * t * c * e,
-        WkvMode::Parallel => 4 * b * c * t * t * e + 6 * b * t * c * e,
-        WkvMode::Chunked { len } => {
-            let l = (len as u64).min(t);
-            4 * b * c * t * l * e + 8 * b * t * c * e
-        }
-    }
-}
-
-/// The formulations `--modes` asks for, in a fixed order.
-fn selected_modes(a: &BenchArgs) -> Result<Vec<WkvMode>> {
-    let mut out = Vec::new();
-    for name in &a.modes {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "recurrent" => out.push(WkvMode::Recurrent),
-            "parallel" => out.push(WkvMode::Parallel),
-            "chunked" => out.extend(a.chunk_lens.iter().map(|&len| WkvMode::Chunked { len })),
-            "scan" => out.push(WkvMode::Scan),
-            other => bail!(
-                "unknown formulation `{other}` in --modes (expected recurrent, parallel, chunked, scan)"
-            ),
-        }
-    }
-    if out.is_empty() {
-        bail!("--modes selects no formulation");
-    }
-    Ok(out)
-}
-
 struct BenchWkv<'a> {
-    args: &'a BenchArgs,
-    budget: u64,
+    bench: &'a WkvBench,
 }
 
 impl Job for BenchWkv<'_> {
-    type Output = Vec<Row>;
+    type Output = Vec<BenchRow>;
 
-    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<Vec<Row>> {
-        let a = self.args;
-        let (bsz, c) = (a.batch, a.channels);
-        let elem = <B::FloatElem as Element>::dtype().size();
-        let modes = selected_modes(a)?;
-        let bar = ProgressBar::new((modes.len() * a.seq_lens.len()) as u64);
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<Vec<BenchRow>> {
+        let b = self.bench;
+        let bar = ProgressBar::new((b.modes.len() * b.seq_lens.len()) as u64);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}]")
                 .expect("valid template"),
         );
-        let mut rows = Vec::new();
-        for &t in &a.seq_lens {
-            let mut rng = SplitMix64::new(a.seed ^ t as u64);
-            let f =
-                |rng: &mut SplitMix64, n: usize, lo: f64, hi: f64| rng.fill(n, |r| r.range(lo, hi));
-            let w = Tensor::<B, 1>::from_data(
-                TensorData::new(f(&mut rng, c, -4.0, 2.0), [c]),
-                float_opts::<B>(&device),
-            )
-            .exp()
-            .neg();
-            let u = Tensor::<B, 1>::from_data(
-                TensorData::new(f(&mut rng, c, -2.0, 2.0), [c]),
-                float_opts::<B>(&device),
-            );
-            let k = Tensor::<B, 3>::from_data(
-                TensorData::new(f(&mut rng, bsz * t * c, -3.0, 3.0), [bsz, t, c]),
-                float_opts::<B>(&device),
-            );
-            let v = Tensor::<B, 3>::from_data(
-                TensorData::new(f(&mut rng, bsz * t * c, -3.0, 3.0), [bsz, t, c]),
-                float_opts::<B>(&device),
-            );
-            for &mode in &modes {
-                bar.set_message(format!("T={t} {mode}"));
-                let est = estimate(mode, bsz, t, c, elem);
-                let mut row = Row {
-                    time: t,
-                    mode,
-                    runs: Vec::new(),
-                    estimate: est,
-                };
-                if est <= self.budget {
-                    let call = || {
-                        wkv(mode, w.clone(), u.clone(), k.clone(), v.clone(), None).map(|(y, _)| y)
-                    };
-                    for _ in 0..a.warmup {
-                        drop(call()?);
-                        B::sync(&device)
-                            .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
-                    }
-                    for _ in 0..a.repeats {
-                        let start = Instant::now();
-                        let y = call()?;
-                        B::sync(&device)
-                            .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
-                        row.runs.push(start.elapsed().as_secs_f64());
-                        drop(y);
-                    }
-                    row.runs.sort_by(f64::total_cmp);
-                }
-                rows.push(row);
+        let mut started = false;
+        let rows = bench::run_wkv::<B>(b, &device, &NoMeter, &mut |label| {
+            if std::mem::replace(&mut started, true) {
                 bar.inc(1);
             }
-        }
+            bar.set_message(label.to_string());
+        })?;
         bar.finish_and_clear();
         Ok(rows)
     }
@@ -209,31 +108,28 @@ fn fmt_time(s: f64) -> String {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let budget = match args.memory_budget {
-        Some(b) => b,
-        None => physical_memory().map(|m| m / 2).unwrap_or(8 << 30),
+    let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
+    let bench = WkvBench {
+        batch: args.batch,
+        channels: args.channels,
+        seq_lens: args.seq_lens.clone(),
+        modes: bench::select_modes(&args.modes, &args.chunk_lens)?,
+        repeats: NonZeroUsize::new(args.repeats).context("--repeats must be at least 1")?,
+        warmup: args.warmup,
+        memory_budget: budget,
+        seed: args.seed,
     };
-    if args.seq_lens.is_empty() {
+    if bench.seq_lens.is_empty() {
         bail!("--seq-lens is empty");
     }
-    let rows = dispatch(
-        args.backend,
-        args.dtype,
-        BenchWkv {
-            args: &args,
-            budget,
-        },
-    )?;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let rows = dispatch(args.backend, args.dtype, BenchWkv { bench: &bench })?;
     println!(
         "WKV operator, B={} C={}, {} on {} ({} CPU threads available), median of {} runs after {} warm-up [min, max]",
         args.batch,
         args.channels,
         args.dtype.name(),
         args.backend.name(),
-        cores,
+        cores(),
         args.repeats,
         args.warmup
     );
@@ -246,28 +142,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "T", "formulation", "median", "[min, max]", "tokens/s", "vs recurrent"
     );
     for &t in &args.seq_lens {
-        let of_t: Vec<&Row> = rows.iter().filter(|r| r.time == t).collect();
+        let of_t: Vec<&BenchRow> = rows.iter().filter(|r| r.seq_len == t).collect();
         let base = of_t
             .iter()
             .find(|r| r.mode == WkvMode::Recurrent)
-            .and_then(|r| r.median());
+            .and_then(|r| r.stats)
+            .map(|s| s.median);
         for r in of_t {
-            match r.median() {
-                Some(m) => {
+            match r.stats {
+                Some(s) => {
                     let speed = base
-                        .map(|b| format!("{:.2}x", b / m))
+                        .map(|b| format!("{:.2}x", b / s.median))
                         .unwrap_or_else(|| "-".into());
                     println!(
                         "{:>6}  {:<12} {:>10}  {:>21}  {:>12.0}  {:>11}",
                         t,
                         r.mode.to_string(),
-                        fmt_time(m),
-                        format!(
-                            "[{}, {}]",
-                            fmt_time(r.runs[0]),
-                            fmt_time(*r.runs.last().expect("non-empty"))
-                        ),
-                        (args.batch * t) as f64 / m,
+                        fmt_time(s.median),
+                        format!("[{}, {}]", fmt_time(s.min), fmt_time(s.max)),
+                        (args.batch * t) as f64 / s.median,
                         speed
                     );
                 }
@@ -285,8 +178,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let last = *args.seq_lens.iter().max().expect("non-empty");
     let med = |mode: WkvMode| {
         rows.iter()
-            .find(|r| r.time == last && r.mode == mode)
-            .and_then(Row::median)
+            .find(|r| r.seq_len == last && r.mode == mode)
+            .and_then(|r| r.stats)
+            .map(|s| s.median)
     };
     if let (Some(rec), Some(scan)) = (med(WkvMode::Recurrent), med(WkvMode::Scan)) {
         println!(

@@ -13,7 +13,8 @@ use rwkv::verify::to_f64;
 use rwkv_checkpoint::{Checkpoint, Format, load, save_blinkdl_safetensors, save_hf};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::util::{parse_bytes, physical_memory, positive};
+use crate::util::{memory_budget, positive};
+use lab_records::provenance::default_memory_budget;
 
 /// Target layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,7 +59,7 @@ pub struct ConvertArgs {
     #[arg(long, default_value_t = 16, value_parser = positive)]
     pub check_tokens: usize,
     /// Refuse to start when the estimated memory exceeds this, e.g. 4G [default: half the RAM].
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
 }
 
@@ -227,10 +228,11 @@ fn copy_new(from: &Path, to: &Path) -> Result<()> {
 
 /// Runs the command; returns whether the written checkpoint matched the input bit for bit.
 pub fn run(args: ConvertArgs) -> Result<bool> {
+    // clap refuses 0 (`util::memory_budget`); arguments built in code get the same rule here
     let budget = match args.memory_budget {
         Some(0) => bail!("--memory-budget: must be more than 0 bytes"),
         Some(b) => b,
-        None => physical_memory().map(|m| m / 2).unwrap_or(8 << 30),
+        None => default_memory_budget(),
     };
     let read = rwkv_checkpoint::read_bytes_estimate(&args.checkpoint)?;
     if read > budget {

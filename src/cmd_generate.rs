@@ -20,7 +20,8 @@ use serde::Serialize;
 use tokenizers::Tokenizer;
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use crate::util::{parse_bytes, parse_id, physical_memory, positive};
+use crate::util::{memory_budget, parse_id, positive};
+use lab_records::provenance::default_memory_budget;
 
 #[derive(Debug, Args)]
 #[command(
@@ -86,7 +87,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "MODE")]
     pub check_mode: Option<WkvMode>,
     /// Refuse (or split) work estimated above this much memory, e.g. 4G [default: half the RAM].
-    #[arg(long, value_name = "SIZE", value_parser = budget)]
+    #[arg(long, value_name = "SIZE", value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Precision.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
@@ -124,14 +125,6 @@ fn top_p(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("must be in (0, 1], got {v}"))
-    }
-}
-
-/// clap value parser: a size of at least one byte.
-fn budget(s: &str) -> Result<u64, String> {
-    match parse_bytes(s)? {
-        0 => Err("must be more than 0 bytes".into()),
-        b => Ok(b),
     }
 }
 
@@ -569,9 +562,7 @@ fn ids_short(v: &[i64]) -> String {
 
 /// Runs the command; returns whether the check (if any) passed.
 pub fn run(args: GenerateArgs) -> Result<bool> {
-    let budget = args
-        .memory_budget
-        .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30));
+    let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
     let tok_path = tokenizer_path(&args)?;
     if args.prompt.is_some() && tok_path.is_none() {
         bail!(
@@ -809,7 +800,7 @@ mod tests {
         assert!(top_p("0").unwrap_err().contains("(0, 1]"));
         assert!(top_p("-0.5").unwrap_err().contains("(0, 1]"));
         assert!(top_p("1.5").is_err());
-        assert!(budget("0").unwrap_err().contains("more than 0"));
-        assert_eq!(budget("1K"), Ok(1024));
+        assert!(memory_budget("0").unwrap_err().contains("more than 0"));
+        assert_eq!(memory_budget("1K"), Ok(1024));
     }
 }

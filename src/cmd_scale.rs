@@ -2,18 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lab_records::provenance::{default_memory_budget, git_rev};
+use lab_records::{Kind, ScalingRecord, Status, StudyDir};
+use lab_util::fmt_bytes;
 use rwkv_lab_core::ScalingSpec;
-use rwkv_lab_core::records::RecordWriter;
 use rwkv_lab_core::scaling::{self, Context, Progress};
-use rwkv_report::{Meta, Record};
+
+use rwkv_checkpoint::{Checkpoint, Reference};
+use rwkv_lab_core::verify::{
+    Inputs, RandomModel, TokenChoice, VerifyOptions, VerifyReport, verify_checkpoint, verify_random,
+};
 
 use crate::backend::{BackendKind, Dtype, Job, dispatch};
-use lab_util::fmt_bytes;
-
-use crate::util::{git_rev, machine_line, machine_slug, parse_bytes, physical_memory, utc_now};
+use crate::cmd_verify;
+use crate::util::memory_budget;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -26,7 +31,9 @@ allocator), state or KV-cache size. Measurements estimated above the memory budg
 variant's max_seq_len in the spec, are recorded as skipped, never run.
 
 Rows are appended to OUT/records.csv and flushed one at a time: an interrupted run keeps what it \
-measured, and --resume continues it. When the run ends, plots and summary.md are rendered into \
+measured, and --resume continues it. OUT must be new, empty, or a study folder written by \
+rwkv-lab (it carries a .rwkv-lab-study file); any other folder is refused, and nothing is ever \
+deleted. When the run ends, plots and summary.md are rendered into \
 OUT from the records (`rwkv-lab report OUT` re-renders them).
 
 Examples:
@@ -34,9 +41,10 @@ Examples:
   rwkv-lab scale --config experiments/scaling.yaml --out reports/scaling/ndarray-mybox
   rwkv-lab scale --config experiments/scaling.yaml --resume")]
 pub struct ScaleArgs {
-    /// The study spec (YAML).
-    #[arg(long, default_value = "experiments/scaling.yaml")]
-    pub config: PathBuf,
+    /// The study spec (YAML); default: the shipped experiments/scaling.yaml, built into the
+    /// binary (so the command works from any folder).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Output folder (default: reports/scaling/<backend>-<machine>[-quick]).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -47,7 +55,7 @@ pub struct ScaleArgs {
     #[arg(long)]
     pub resume: bool,
     /// Skip measurements estimated above this (e.g. 8G); overrides the spec; default half of RAM.
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Precision.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
@@ -58,7 +66,12 @@ pub struct ScaleArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
+#[command(after_help = "\
+Writes summary.md and the plots into DIR, which must be a study folder written by rwkv-lab \
+(any other folder is refused).
+
+Example:
+  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
 pub struct ReportArgs {
     /// A study folder holding records.csv (and meta.json).
     pub dir: PathBuf,
@@ -68,7 +81,8 @@ pub struct ReportArgs {
 #[command(after_help = "\
 Runs the quick equivalence check (verify --random in f32 and f64, and the shipped reference \
 checkpoint against its third-party outputs) and the quick scaling study, then prints where the \
-report is. Output: target/rwkv-lab/reproduce/ (replaced on each run).
+report is. Each run writes a new folder OUT/run-<UTC time>/ (the study in its scaling-quick/); \
+nothing in OUT is deleted or overwritten.
 
 Example:
   cargo run --release -- reproduce")]
@@ -76,32 +90,39 @@ pub struct ReproduceArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
-    /// Output folder.
+    /// Where the run folders go.
     #[arg(long, default_value = "target/rwkv-lab/reproduce")]
     pub out: PathBuf,
+    /// The scaling spec whose `quick:` section runs (default: the shipped
+    /// experiments/scaling.yaml, built into the binary).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 struct ScaleJob<'a> {
     spec: &'a ScalingSpec,
     ctx: &'a Context,
-    out: &'a Path,
+    study: &'a StudyDir,
     resume: bool,
 }
 
-fn describe(r: &Record) -> String {
-    let what = if r.kind == "prefill" {
-        format!(
+fn describe(r: &ScalingRecord) -> String {
+    let what = match r.kind {
+        Kind::Prefill => format!(
             "prefill  {:<11} {:<10} T={:<6}",
-            r.model, r.variant, r.seq_len
-        )
-    } else {
-        format!(
+            r.model.as_str(),
+            r.method,
+            r.seq_len
+        ),
+        Kind::Generate => format!(
             "generate {:<11} {:<10} {} tokens",
-            r.model, r.variant, r.position
-        )
+            r.model.as_str(),
+            r.method,
+            r.position
+        ),
     };
-    match (r.status.as_str(), r.median_s) {
-        ("ok", Some(m)) => {
+    match (r.status, r.median_s) {
+        (Status::Ok, Some(m)) => {
             let peak = r
                 .peak_bytes
                 .map(|p| format!(", peak {}", fmt_bytes(p as f64)))
@@ -120,18 +141,18 @@ impl Job for ScaleJob<'_> {
     type Output = ();
 
     fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<()> {
-        let (mut writer, done) = RecordWriter::open(&self.out.join("records.csv"), self.resume)?;
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed}] {msg}")
                 .expect("valid template"),
         );
-        let mut sink = |r: &Record| writer.write(r);
         let mut progress = |p: Progress<'_>| match p {
+            Progress::Warning(w) => say(&bar, &format!("warning: {w}")),
             Progress::Planned(n) => {
                 bar.set_length(n as u64);
                 if n == 0 {
-                    bar.println(
+                    say(
+                        &bar,
                         "nothing left to measure (every planned measurement is already recorded)",
                     );
                 }
@@ -139,30 +160,25 @@ impl Job for ScaleJob<'_> {
             Progress::Started(what) => bar.set_message(what.to_string()),
             Progress::Finished(rows) => {
                 // one line per prefill; for generation, the first and the last row
-                let shown: Vec<&Record> = match rows {
-                    [first, .., last] if first.kind == "generate" => vec![first, last],
+                let shown: Vec<&ScalingRecord> = match rows {
+                    [first, .., last] if first.kind == Kind::Generate => vec![first, last],
                     all => all.iter().collect(),
                 };
                 for r in shown {
-                    // a hidden bar (stderr not a terminal) drops println; the lines must not be lost
-                    if bar.is_hidden() {
-                        eprintln!("{}", describe(r));
-                    } else {
-                        bar.println(describe(r));
-                    }
+                    say(&bar, &describe(r));
                 }
                 bar.inc(1);
             }
         };
         let meter = B::meter(&device);
         eprintln!("memory: {}", meter.describe());
-        scaling::run::<B>(
+        scaling::run_study::<B>(
+            self.study,
             self.spec,
             &device,
             self.ctx,
             meter.as_ref(),
-            &done,
-            &mut sink,
+            self.resume,
             &mut progress,
         )?;
         bar.finish_and_clear();
@@ -170,74 +186,68 @@ impl Job for ScaleJob<'_> {
     }
 }
 
-fn write_meta(out: &Path, meta: &Meta) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("meta.json");
-    std::fs::write(&path, serde_json::to_string_pretty(meta)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))
+/// Prints a line above the progress bar, or to stderr when the bar is hidden (stderr not
+/// a terminal: a hidden bar drops its println, and the lines must not be lost).
+fn say(bar: &ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// The shipped scaling spec, built in: `scale` and `reproduce` work from any folder.
+const SHIPPED_SPEC: &str = include_str!("../experiments/scaling.yaml");
+const SHIPPED_SPEC_NAME: &str = "experiments/scaling.yaml (built in)";
+
+/// The shipped reference checkpoint and its third-party outputs (see the fixture's
+/// README), built in for `reproduce`; about 190 KB.
+const FIXTURE: [(&str, &[u8]); 2] = [
+    (
+        "model.pth",
+        include_bytes!("../tests/fixtures/reference-tiny/model.pth"),
+    ),
+    (
+        "reference.safetensors",
+        include_bytes!("../tests/fixtures/reference-tiny/reference.safetensors"),
+    ),
+];
+const FIXTURE_NAME: &str = "tests/fixtures/reference-tiny";
+
+/// The source tree this binary was built from: its git revision is the measuring code's.
+fn repo_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs a study; returns the output folder.
 pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
     crate::backend::ensure_available(args.backend, args.dtype)?;
-    let mut spec = ScalingSpec::load(&args.config)?;
+    let (mut spec, name) = match &args.config {
+        Some(path) => (ScalingSpec::load(path)?, path.display().to_string()),
+        None => (
+            ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME)?,
+            SHIPPED_SPEC_NAME.to_string(),
+        ),
+    };
     if args.quick {
-        spec = spec.quick();
+        spec = spec.quick(&name)?;
     }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let q = if args.quick { "-quick" } else { "" };
-        PathBuf::from(format!(
-            "reports/scaling/{}-{}{q}",
-            args.backend.name(),
-            machine_slug()
-        ))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| scaling::default_out(args.backend.name(), args.quick));
     let budget = args
         .memory_budget
         .or(spec.memory_budget_bytes())
-        .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30));
-    let git = git_rev();
+        .unwrap_or_else(default_memory_budget);
     let ctx = Context {
         backend: args.backend.name().into(),
         dtype: args.dtype.name().into(),
-        git_rev: git.clone(),
+        git_rev: git_rev(repo_dir()),
         memory_budget: budget,
-    };
-    let mut meta = Meta {
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        spec: serde_yaml::to_string(&spec)?,
-        seed: spec.seed,
-        backend: args.backend.name().into(),
-        device: format!(
-            "{} (memory budget {})",
-            args.backend.name(),
-            fmt_bytes(budget as f64)
-        ),
-        dtype: args.dtype.name().into(),
-        git_rev: git,
-        versions: vec![
-            "burn 0.21.0".into(),
-            format!("rwkv-lab {}", env!("CARGO_PKG_VERSION")),
-        ],
-        machine: machine_line(),
-        started: utc_now(),
-        finished: String::new(),
     };
-    let previous = args
-        .resume
-        .then(|| std::fs::read_to_string(out.join("meta.json")).ok())
-        .flatten();
-    if let Some(old) = previous.and_then(|text| serde_json::from_str::<Meta>(&text).ok()) {
-        meta.started = format!("{} (resumed {})", old.started, meta.started);
-    }
-    // records first: refuses to overwrite an earlier run before anything is written
-    if out.join("records.csv").is_file() && !args.resume {
-        bail!(
-            "{} already exists; pass --resume to continue that run, or choose another --out",
-            out.join("records.csv").display()
-        );
-    }
-    write_meta(&out, &meta)?;
+    let study = StudyDir::for_writing(&out)?;
     eprintln!(
         "scaling study -> {} ({} on {}, budget {})",
         out.display(),
@@ -251,12 +261,10 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         ScaleJob {
             spec: &spec,
             ctx: &ctx,
-            out: &out,
+            study: &study,
             resume: args.resume,
         },
     )?;
-    meta.finished = utc_now();
-    write_meta(&out, &meta)?;
     render(&out)?;
     Ok(out)
 }
@@ -264,6 +272,9 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
 /// Renders plots and summary.md from the records and prints what was written.
 pub fn render(dir: &Path) -> Result<()> {
     let output = rwkv_report::render(dir)?;
+    for w in &output.warnings {
+        eprintln!("warning: {w}");
+    }
     println!("\nfitted log-log exponents (upper half of the T range):");
     for f in &output.fits {
         println!("  {f}");
@@ -278,60 +289,87 @@ pub fn render(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The equivalence checks of `reproduce` in one precision: `verify --random` with the
+/// command's defaults, and the shipped reference checkpoint against its reference outputs.
+struct ReproduceChecks<'a> {
+    checkpoint: &'a Checkpoint,
+    reference: &'a Reference,
+    options: VerifyOptions,
+}
+
+impl Job for ReproduceChecks<'_> {
+    /// The random model's report, then the checkpoint's.
+    type Output = [VerifyReport; 2];
+
+    fn run<B: crate::backend::Metered>(self, device: B::Device) -> Result<[VerifyReport; 2]> {
+        let model = RandomModel {
+            vocab_size: cmd_verify::VOCAB,
+            d_model: cmd_verify::D_MODEL,
+            n_layers: cmd_verify::N_LAYERS,
+            d_ffn: None,
+            seed: 0,
+        };
+        let tokens = TokenChoice::Random {
+            batch: cmd_verify::BATCH,
+            time: cmd_verify::SEQ_LEN,
+            seed: 0,
+        };
+        let random = verify_random::<B>(&device, &model, &tokens, &self.options)?;
+        let inputs = Inputs::Reference(self.reference);
+        let checkpoint = verify_checkpoint::<B>(&device, self.checkpoint, inputs, &self.options)?;
+        Ok([random, checkpoint])
+    }
+}
+
+/// Runs the equivalence checks of `reproduce` in f32 and f64 on `backend` with the fixture
+/// in `fixture`; returns each check's label (the equivalent command) and report.
+fn reproduce_checks(backend: BackendKind, fixture: &Path) -> Result<Vec<(String, VerifyReport)>> {
+    let checkpoint = rwkv_checkpoint::load(fixture.join("model.pth"))?;
+    let reference = rwkv_checkpoint::load_reference(fixture.join("reference.safetensors"))?;
+    let mut out = Vec::new();
+    for dtype in [Dtype::F32, Dtype::F64] {
+        let options = VerifyOptions {
+            memory_budget: default_memory_budget(),
+            backend: backend.name().into(),
+            ..VerifyOptions::default()
+        };
+        let checks = ReproduceChecks {
+            checkpoint: &checkpoint,
+            reference: &reference,
+            options,
+        };
+        let [random, reference] = dispatch(backend, dtype, checks)?;
+        let d = dtype.name();
+        out.push((format!("verify --random --dtype {d}"), random));
+        // labelled with the repository's paths: the same files, as a user would name them
+        let label = format!(
+            "verify --checkpoint {FIXTURE_NAME}/model.pth --reference {FIXTURE_NAME}/reference.safetensors --dtype {d}"
+        );
+        out.push((label, reference));
+    }
+    Ok(out)
+}
+
 /// `reproduce`: quick equivalence checks, then the quick scaling study.
 pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
-    use crate::cmd_verify::{self, VerifyArgs};
-    use clap::Parser;
+    crate::backend::ensure_available(args.backend, Dtype::F32)?;
+    // a new folder per run: earlier runs, and anything else in OUT, stay as they are
+    let run = StudyDir::fresh(&args.out, "run")?;
+    // the built-in fixture, copied into the run folder: every check runs from any folder
+    let fixture = run.file("reference-tiny");
+    std::fs::create_dir(&fixture).map_err(|e| anyhow::anyhow!("{}: {e}", fixture.display()))?;
+    for (name, bytes) in FIXTURE {
+        let path = fixture.join(name);
+        std::fs::write(&path, bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
     let mut ok = true;
-    let fixture = Path::new("tests/fixtures/reference-tiny");
-    let mut checks: Vec<Vec<String>> = vec![
-        vec!["verify", "--random", "--dtype", "f32"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        vec!["verify", "--random", "--dtype", "f64"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-    ];
-    if fixture.join("model.pth").is_file() {
-        for dtype in ["f32", "f64"] {
-            checks.push(vec![
-                "verify".into(),
-                "--checkpoint".into(),
-                fixture.join("model.pth").display().to_string(),
-                "--reference".into(),
-                fixture.join("reference.safetensors").display().to_string(),
-                "--dtype".into(),
-                dtype.into(),
-            ]);
-        }
-    }
-    for check in checks {
-        let mut argv = vec!["rwkv-lab".to_string()];
-        argv.extend(check.iter().cloned());
-        argv.extend([
-            "--json".to_string(),
-            "--backend".to_string(),
-            args.backend.name().to_string(),
-        ]);
-        let cli = crate::Cli::try_parse_from(&argv)?;
-        let crate::Command::Verify(v): crate::Command = cli.command else {
-            unreachable!("verify arguments")
-        };
-        let v: VerifyArgs = v;
-        let label = check.join(" ");
-        let pass = cmd_verify::run_quiet(v)?;
-        println!("{} {label}", if pass { "PASS" } else { "FAIL" });
-        ok &= pass;
-    }
-    if args.out.exists() {
-        std::fs::remove_dir_all(&args.out)
-            .with_context(|| format!("clearing {}", args.out.display()))?;
+    for (label, report) in reproduce_checks(args.backend, &fixture)? {
+        println!("{} {label}", if report.pass { "PASS" } else { "FAIL" });
+        ok &= report.pass;
     }
     let scale = ScaleArgs {
-        config: PathBuf::from("experiments/scaling.yaml"),
-        out: Some(args.out.join("scaling-quick")),
+        config: args.config.clone(),
+        out: Some(run.path().join("scaling-quick")),
         quick: true,
         resume: false,
         memory_budget: None,
@@ -341,4 +379,42 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
     let out = run_scale(&scale)?;
     println!("\nreport: {}", out.join("summary.md").display());
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd_verify::VerifyArgs;
+
+    #[test]
+    fn shipped_spec_is_built_in_and_has_a_quick_profile() {
+        let spec = ScalingSpec::parse(SHIPPED_SPEC, SHIPPED_SPEC_NAME).unwrap();
+        assert!(spec.quick.is_some());
+        assert!(FIXTURE.iter().all(|(_, bytes)| bytes.len() > 1000));
+    }
+
+    /// `reproduce`'s random check is `verify --random` with the command's defaults (its
+    /// label says so), and its reference check runs on the built-in fixture.
+    #[test]
+    fn reproduce_checks_are_the_verify_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in FIXTURE {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let checks = reproduce_checks(BackendKind::Ndarray, dir.path()).unwrap();
+        assert_eq!(checks.len(), 4);
+        let default = cmd_verify::evaluate(VerifyArgs::default()).unwrap();
+        let random = &checks[0].1;
+        assert_eq!(checks[0].0, "verify --random --dtype f32");
+        assert_eq!(
+            serde_json::to_value(&random.model).unwrap(),
+            serde_json::to_value(&default.model).unwrap()
+        );
+        assert_eq!(
+            (random.batch, random.seq_len, random.chunk_len),
+            (default.batch, default.seq_len, default.chunk_len)
+        );
+        assert!(checks.iter().all(|(_, r)| r.pass), "{checks:?}");
+        assert!(checks[1].1.reference.is_some() && checks[3].1.dtype == "f64");
+    }
 }

@@ -13,14 +13,15 @@ use rwkv_lab_core::verify::{
 };
 
 use crate::backend::{BackendKind, Dtype, Job, Metered, dispatch};
-use crate::util::{parse_bytes, parse_id, physical_memory, positive};
+use crate::util::{memory_budget, parse_id, positive};
+use lab_records::provenance::default_memory_budget;
 
-/// Defaults of the random model and tokens (documented in `--help`).
-const D_MODEL: usize = 64;
-const N_LAYERS: usize = 2;
-const VOCAB: usize = 256;
-const SEQ_LEN: usize = 64;
-const BATCH: usize = 2;
+/// Defaults of the random model and tokens (documented in `--help`; `reproduce` runs them).
+pub(crate) const D_MODEL: usize = 64;
+pub(crate) const N_LAYERS: usize = 2;
+pub(crate) const VOCAB: usize = 256;
+pub(crate) const SEQ_LEN: usize = 64;
+pub(crate) const BATCH: usize = 2;
 const CHECKPOINT_TOKENS: usize = 32;
 
 #[derive(Debug, Clone, Args)]
@@ -114,7 +115,7 @@ pub struct VerifyArgs {
     #[arg(long, allow_hyphen_values = true, value_parser = positive_f64)]
     pub ref_tol: Option<f64>,
     /// Skip runs estimated above this much memory (e.g. 8G) [default: half the RAM].
-    #[arg(long, value_parser = parse_bytes)]
+    #[arg(long, value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
@@ -220,9 +221,7 @@ impl VerifyArgs {
             chunk_len: self.chunk_len,
             tol: self.tol,
             ref_tol: self.ref_tol,
-            memory_budget: self
-                .memory_budget
-                .unwrap_or_else(|| physical_memory().map(|m| m / 2).unwrap_or(8 << 30)),
+            memory_budget: self.memory_budget.unwrap_or_else(default_memory_budget),
             backend: self.backend.name().into(),
         }
     }
@@ -283,11 +282,6 @@ pub fn run(args: VerifyArgs) -> Result<bool> {
         print_table(&report);
     }
     Ok(report.pass)
-}
-
-/// Runs the comparisons without printing; returns whether every one passed.
-pub fn run_quiet(args: VerifyArgs) -> Result<bool> {
-    Ok(evaluate(args)?.pass)
 }
 
 /// Resolves the arguments, then runs the library's verification on the chosen backend.

@@ -4,9 +4,10 @@
 //! independent; the model is causal. Random small models with randomised parameters and
 //! random ablation switches.
 //!
-//! Tolerances (of `max(1, max |reference|)`): f64 1e-9; f32 2e-5 (logits of these
-//! models are O(1–10); the WKV bound of `wkv_props` for inputs of this size is ≈ 5e-5
-//! relative, and the projections and LayerNorms add a few ε each).
+//! Tolerances (of `max(1, max |reference|)`): f64 1e-9 (the proof that the formulations
+//! compute the same function); f32 2e-5 plus 8× the f32 recurrence's own distance from the
+//! exact float64 run on the same input (see [`f32_tolerance`]: tiny random models can be
+//! ill-conditioned, and the float64 test carries the exactness).
 
 use proptest::prelude::*;
 use rwkv::verify::{run_gpt, run_rnn, run_split};
@@ -78,19 +79,42 @@ fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvSta
     (model, ids, state)
 }
 
-fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: f64) -> Result<(), TestCaseError> {
+/// Every formulation's GPT-mode forward equals repeated RNN-mode steps on backend `B`,
+/// within `tol` of the logits and the state; `tol` is `(logits, state)`.
+fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: (f64, f64)) -> Result<(), TestCaseError> {
     let (model, ids, state) = setup::<B>(case);
     let toks = || tokens::<B>(&ids, case.batch, case.time);
     let rnn = run_rnn(&model, toks(), state.clone()).unwrap();
     prop_assert!(all_finite(&rnn.logits) && all_finite(&rnn.state));
     for mode in modes(case.time) {
         let gpt = run_gpt(&model, toks(), state.clone(), mode).unwrap();
-        let e = scaled_err(&gpt.logits, &rnn.logits);
-        prop_assert!(e <= tol, "{mode}: logits scaled error {e:e} > {tol:e}");
-        let e = scaled_err(&gpt.state, &rnn.state);
-        prop_assert!(e <= tol, "{mode}: state scaled error {e:e} > {tol:e}");
+        let (e, tol_l) = (scaled_err(&gpt.logits, &rnn.logits), tol.0);
+        prop_assert!(e <= tol_l, "{mode}: logits scaled error {e:e} > {tol_l:e}");
+        let (e, tol_s) = (scaled_err(&gpt.state, &rnn.state), tol.1);
+        prop_assert!(e <= tol_s, "{mode}: state scaled error {e:e} > {tol_s:e}");
     }
     Ok(())
+}
+
+/// The f32 tolerance of [`gpt_equals_rnn`] for one case: 2e-5, or more when the input is
+/// ill-conditioned. A random tiny model can be: a LayerNorm over C = 2 channels whose two
+/// inputs nearly coincide turns a rounding of their difference into an O(1) change, and a
+/// random state with a small `bb` divides by it. The f32 recurrence's own distance from
+/// the exact float64 run measures that conditioning on the very input (`E`, separately for
+/// logits and state); every formulation must then land within `2e-5 + 8·E` of it, a bound
+/// a wrong formulation (errors O(1)) cannot meet. Found by proptest (a committed regression
+/// case: C = 2, a random state, parallel 3.5e-5 from the recurrence, which itself lies
+/// 2.1e-5 from exact; float64 agrees to 3e-15).
+fn f32_tolerance(case: &Case) -> (f64, f64) {
+    let (m32, ids, s32) = setup::<F32>(case);
+    let (m64, _, s64) = setup::<F64>(case);
+    let rnn32 = run_rnn(&m32, tokens::<F32>(&ids, case.batch, case.time), s32).unwrap();
+    let exact = run_rnn(&m64, tokens::<F64>(&ids, case.batch, case.time), s64).unwrap();
+    let tol = |e: f64| 2e-5 + 8.0 * e;
+    (
+        tol(scaled_err(&rnn32.logits, &exact.logits)),
+        tol(scaled_err(&rnn32.state, &exact.state)),
+    )
 }
 
 proptest! {
@@ -98,12 +122,12 @@ proptest! {
 
     #[test]
     fn forward_equals_repeated_step_f64(case in cases()) {
-        gpt_equals_rnn::<F64>(&case, 1e-9)?;
+        gpt_equals_rnn::<F64>(&case, (1e-9, 1e-9))?;
     }
 
     #[test]
     fn forward_equals_repeated_step_f32(case in cases()) {
-        gpt_equals_rnn::<F32>(&case, 2e-5)?;
+        gpt_equals_rnn::<F32>(&case, f32_tolerance(&case))?;
     }
 
     /// Split anywhere, carry the state (into the same or another formulation): equals one pass.

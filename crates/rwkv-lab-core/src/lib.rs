@@ -1,15 +1,19 @@
 //! Experiments of rwkv-lab: YAML specs, the scaling study (time and peak memory versus
-//! sequence length for RWKV-4 and a matched transformer), memory metering, records, and
-//! the equivalence verifier behind `rwkv-lab verify` ([`verify`]).
+//! sequence length for RWKV-4 and a matched transformer), the WKV operator benchmark,
+//! memory metering, the one timing loop and memory estimate they share, and the
+//! equivalence verifier behind `rwkv-lab verify` ([`verify`]).
 //!
-//! Measuring never plots: studies write `records.csv` and `meta.json`, and the
-//! `rwkv-report` crate renders plots and summaries from those files alone.
+//! Measuring never plots: studies write `records.csv` and `meta.json` through
+//! `lab-records`, and the `rwkv-report` crate renders plots and summaries from those files
+//! alone.
 
+pub mod bench;
+pub mod estimate;
 pub mod meter;
 pub mod models;
-pub mod records;
 pub mod scaling;
 pub mod spec;
+pub mod timing;
 pub mod verify;
 
 pub use spec::{ScalingSpec, SpecError};

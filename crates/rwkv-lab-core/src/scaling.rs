@@ -2,24 +2,30 @@
 //! token-by-token generation, for every RWKV formulation and both transformer attention
 //! paths. Measures and records; never plots.
 //!
-//! Every timing: warm-up runs first, a device sync before the clock stops, `repeats` timed
-//! runs summarised by median, min and max. Peak memory: the counting allocator's peak above
-//! the level before the call (CPU). A measurement whose estimated working memory exceeds
-//! the budget is recorded as `skipped` with the estimate instead of being run.
+//! Every timing goes through [`crate::timing`] (warm-up, a device sync before the clock
+//! stops, `repeats` timed runs summarised by median, min and max). Peak memory: the
+//! meter's peak above the level before the call. A measurement whose estimated working
+//! memory ([`crate::estimate`]) exceeds the budget is recorded as `skipped` with the
+//! estimate instead of being run; for generation, the estimate covers the whole run (one
+//! `skipped` row at the last position).
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::path::Path;
 
 use burn::tensor::{Element, Int, Tensor, TensorData, backend::Backend};
 use gpt_baseline::AttentionPath;
+use lab_records::{
+    Conditions, Kind, Measurement, Meta, Model, ParamCount, RecordsError, Row, ScalingRecord,
+    Status, StudyDir,
+};
 use lab_util::SplitMix64;
 use rwkv::{WkvBackend, WkvMode};
-use rwkv_report::Record;
 
+use crate::estimate::{generation_bytes, prefill_bytes};
 use crate::meter::PeakMeter;
 use crate::models::Models;
-use crate::records::RecordsError;
-use crate::spec::{Attention, ScalingSpec};
+use crate::spec::{Attention, ScalingSpec, spec_differences};
+use crate::timing::{Stats, time_once, time_repeated};
 
 /// Where and how a run happens.
 #[derive(Debug, Clone)]
@@ -32,6 +38,8 @@ pub struct Context {
     pub git_rev: String,
     /// Bytes above which a measurement is skipped.
     pub memory_budget: u64,
+    /// The command line, for `meta.json`.
+    pub command: String,
 }
 
 /// Errors that stop a study (failures of single measurements are recorded instead).
@@ -40,7 +48,7 @@ pub enum ScalingError {
     /// The models could not be built.
     #[error("building the models: {0}")]
     Build(String),
-    /// Records could not be written.
+    /// Records or `meta.json` could not be written, or the run cannot be resumed.
     #[error(transparent)]
     Records(#[from] RecordsError),
 }
@@ -48,12 +56,14 @@ pub enum ScalingError {
 /// What the runner reports while it works (the CLI turns it into a progress bar).
 #[derive(Debug)]
 pub enum Progress<'a> {
+    /// Something the user should know (a repaired records file, ...).
+    Warning(&'a str),
     /// The number of measurements planned (after `--resume` removed the recorded ones).
     Planned(usize),
     /// A measurement starts.
     Started(&'a str),
     /// A measurement produced these rows.
-    Finished(&'a [Record]),
+    Finished(&'a [ScalingRecord]),
 }
 
 /// Which model and how.
@@ -66,19 +76,28 @@ pub enum Subject {
 }
 
 impl Subject {
-    fn model(&self) -> &'static str {
+    /// The model measured.
+    pub fn model(&self) -> Model {
         match self {
-            Subject::Rwkv(_) => "rwkv",
-            Subject::Transformer(_) => "transformer",
+            Subject::Rwkv(_) => Model::Rwkv,
+            Subject::Transformer(_) => Model::Transformer,
         }
     }
 
-    fn variant(&self) -> String {
+    /// The formulation or attention path, as recorded (`chunked:64`, `fused`).
+    pub fn method(&self) -> String {
         match self {
             Subject::Rwkv(m) => m.to_string(),
-            Subject::Transformer(Attention::Explicit) => "explicit".into(),
-            Subject::Transformer(Attention::Fused) => "fused".into(),
+            Subject::Transformer(a) => a.name().into(),
         }
+    }
+}
+
+/// How generation runs: RWKV in RNN mode, the transformer with a KV cache.
+fn generation_method(model: Model) -> &'static str {
+    match model {
+        Model::Rwkv => "rnn",
+        Model::Transformer => "kv-cache",
     }
 }
 
@@ -96,28 +115,12 @@ type GenerationRun = (Vec<f64>, Vec<Option<u64>>, Vec<u64>);
 #[derive(Debug, Clone)]
 enum Plan {
     Prefill { subject: Subject, t: usize },
-    Generate { model: &'static str },
+    Generate { model: Model },
 }
 
-/// Estimated working memory of a prefill in bytes (largest live intermediates).
+/// Estimated working memory of a prefill in bytes (see [`crate::estimate`]).
 pub fn prefill_estimate(spec: &ScalingSpec, subject: Subject, t: usize, elem: usize) -> u64 {
-    let m = &spec.model;
-    let (b, c, v, h) = (
-        spec.batch.get() as u64,
-        m.d_model.get() as u64,
-        m.vocab.get() as u64,
-        m.n_heads.get() as u64,
-    );
-    let (t, e) = (t as u64, elem as u64);
-    let activations = b * t * (16 * c + v) * e;
-    match subject {
-        Subject::Rwkv(WkvMode::Parallel) => activations + 4 * b * c * t * t * e,
-        Subject::Rwkv(WkvMode::Chunked { len }) => {
-            activations + 4 * b * c * t * (len as u64).min(t) * e
-        }
-        Subject::Rwkv(_) => activations + 4 * b * t * c * e,
-        Subject::Transformer(_) => activations + 3 * b * h * t * t * e,
-    }
+    prefill_bytes(spec, subject, t, elem)
 }
 
 fn ids<B: Backend>(
@@ -134,11 +137,6 @@ fn ids<B: Backend>(
     Tensor::from_data(TensorData::new(v, [batch, time]), device)
 }
 
-fn stats(mut xs: Vec<f64>) -> (f64, f64, f64) {
-    xs.sort_by(f64::total_cmp);
-    (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
-}
-
 struct Runner<'a, B: WkvBackend> {
     meter: &'a dyn PeakMeter,
     spec: &'a ScalingSpec,
@@ -146,76 +144,61 @@ struct Runner<'a, B: WkvBackend> {
     device: &'a B::Device,
     models: Models<B>,
     elem: usize,
-    rwkv_params: u64,
-    transformer_params: u64,
-    rwkv_non_embedding: u64,
-    transformer_non_embedding: u64,
+    conditions: Conditions,
+    rwkv_params: ParamCount,
+    transformer_params: ParamCount,
 }
 
 impl<B: WkvBackend> Runner<'_, B> {
     fn record(
         &self,
-        kind: &str,
-        model: &str,
-        variant: String,
+        kind: Kind,
+        model: Model,
+        method: String,
         seq_len: usize,
         position: usize,
-    ) -> Record {
-        let m = &self.spec.model;
-        Record {
-            study: self.spec.study.clone(),
-            kind: kind.into(),
-            model: model.into(),
-            variant,
-            backend: self.ctx.backend.clone(),
-            dtype: self.ctx.dtype.clone(),
-            batch: self.spec.batch.get(),
-            seq_len,
-            position,
-            d_model: m.d_model.get(),
-            n_layers: m.n_layers.get(),
-            vocab: m.vocab.get(),
-            params: if model == "rwkv" {
-                self.rwkv_params
-            } else {
-                self.transformer_params
-            },
-            repeats: self.spec.repeats.get(),
-            median_s: None,
-            min_s: None,
-            max_s: None,
-            cumulative_s: None,
-            peak_bytes: None,
-            state_bytes: None,
-            status: "ok".into(),
-            estimate_bytes: None,
-            note: String::new(),
-            git_rev: self.ctx.git_rev.clone(),
-            params_non_embedding: Some(if model == "rwkv" {
-                self.rwkv_non_embedding
-            } else {
-                self.transformer_non_embedding
-            }),
-        }
+    ) -> ScalingRecord {
+        let params = match model {
+            Model::Rwkv => self.rwkv_params,
+            Model::Transformer => self.transformer_params,
+        };
+        let what = Measurement::new(kind, model, method, seq_len, position);
+        ScalingRecord::new(&self.conditions, what, params)
+    }
+
+    /// The row of the last generated token, which stands for the whole generation run.
+    fn last_generation_row(&self, model: Model) -> Option<ScalingRecord> {
+        let g = self.spec.generation.as_ref()?;
+        let n = g.new_tokens.get();
+        let method = generation_method(model).into();
+        Some(self.record(Kind::Generate, model, method, g.prompt_len.get() + n, n))
     }
 
     fn sync(&self) -> Result<(), String> {
         B::sync(self.device).map_err(|e| format!("device sync failed: {e:?}"))
     }
 
-    /// One prefill run: returns the state / cache bytes.
-    fn prefill_once(&self, subject: Subject, tokens: Tensor<B, 2, Int>) -> Result<u64, String> {
-        let bytes = match subject {
+    fn state_bytes(&self, layers: usize, b: usize, c: usize) -> u64 {
+        // five vectors of width C per block: both token shifts, aa, bb, pp
+        (5 * layers * b * c * self.elem) as u64
+    }
+
+    /// One prefill call, not synced: the logits (kept alive until the clock stops) and the
+    /// state / cache bytes.
+    fn prefill_once(
+        &self,
+        subject: Subject,
+        tokens: Tensor<B, 2, Int>,
+    ) -> Result<(Tensor<B, 3>, u64), String> {
+        match subject {
             Subject::Rwkv(mode) => {
                 let (logits, state) = self
                     .models
                     .rwkv
                     .forward(tokens, None, mode)
                     .map_err(|e| e.to_string())?;
-                self.sync()?;
-                drop(logits);
                 let [b, c] = state.layers[0].dims();
-                (5 * state.layers.len() * b * c * self.elem) as u64
+                Ok((logits, self.state_bytes(state.layers.len(), b, c)))
             }
             Subject::Transformer(a) => {
                 let (logits, cache) = self
@@ -223,28 +206,25 @@ impl<B: WkvBackend> Runner<'_, B> {
                     .transformer
                     .prefill(tokens, path_of(a))
                     .map_err(|e| e.to_string())?;
-                self.sync()?;
-                drop(logits);
-                cache.bytes() as u64
+                Ok((logits, cache.bytes() as u64))
             }
-        };
-        Ok(bytes)
+        }
     }
 
-    fn prefill(&self, subject: Subject, t: usize) -> Record {
-        let mut r = self.record("prefill", subject.model(), subject.variant(), t, 0);
+    fn prefill(&self, subject: Subject, t: usize) -> ScalingRecord {
+        let mut r = self.record(Kind::Prefill, subject.model(), subject.method(), t, 0);
         let est = prefill_estimate(self.spec, subject, t, self.elem);
         r.estimate_bytes = Some(est);
-        if let Some(limit) = self.spec.max_seq_len(&subject.variant()).filter(|l| t > *l) {
-            r.status = "skipped".into();
+        if let Some(limit) = self.spec.max_seq_len(&subject.method()).filter(|l| t > *l) {
+            r.status = Status::Skipped;
             r.note = format!(
                 "T = {t} is beyond the spec's max_seq_len {limit} for {}",
-                subject.variant()
+                subject.method()
             );
             return r;
         }
         if est > self.ctx.memory_budget {
-            r.status = "skipped".into();
+            r.status = Status::Skipped;
             r.note = format!("estimated {est} bytes > budget {}", self.ctx.memory_budget);
             return r;
         }
@@ -255,43 +235,103 @@ impl<B: WkvBackend> Runner<'_, B> {
             self.spec.model.vocab.get(),
             self.device,
         );
-        let run = || -> Result<(Vec<f64>, u64, Option<u64>), String> {
-            for _ in 0..self.spec.warmup {
-                self.prefill_once(subject, tokens.clone())?;
-            }
-            let (mut times, mut state, mut peak) = (Vec::new(), 0, None::<u64>);
-            for _ in 0..self.spec.repeats.get() {
-                let base = self.meter.begin();
-                let start = Instant::now();
-                state = self.prefill_once(subject, tokens.clone())?;
-                times.push(start.elapsed().as_secs_f64());
-                peak = self.meter.peak(base).map(|p| p.max(peak.unwrap_or(0)));
-            }
-            Ok((times, state, peak))
-        };
-        match run() {
-            Ok((times, state, peak)) => {
-                let (med, min, max) = stats(times);
-                (r.median_s, r.min_s, r.max_s) = (Some(med), Some(min), Some(max));
-                r.state_bytes = Some(state);
-                r.peak_bytes = peak;
+        let timed = time_repeated(
+            self.spec.warmup,
+            self.spec.repeats,
+            self.meter,
+            || self.sync(),
+            || self.prefill_once(subject, tokens.clone()),
+        );
+        match timed {
+            Ok(timed) => {
+                let s = timed.stats;
+                (r.median_s, r.min_s, r.max_s) = (Some(s.median), Some(s.min), Some(s.max));
+                r.state_bytes = Some(timed.last.1);
+                r.peak_bytes = timed.peak;
             }
             Err(e) => {
-                r.status = "error".into();
+                r.status = Status::Error;
                 r.note = e;
             }
         }
         r
     }
 
+    /// One generation run of `steps` new tokens after the prompt.
+    fn generate_once(
+        &self,
+        model: Model,
+        prompt: &Tensor<B, 2, Int>,
+        feed: &[Tensor<B, 1, Int>],
+    ) -> Result<GenerationRun, String> {
+        let n = feed.len();
+        let (mut lat, mut peaks, mut states) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let mut sync = || self.sync();
+        match model {
+            Model::Rwkv => {
+                let rwkv = &self.models.rwkv;
+                let (_, mut state) = rwkv
+                    .forward(prompt.clone(), None, WkvMode::Parallel)
+                    .map_err(|e| e.to_string())?;
+                self.sync()?;
+                let [b, c] = state.layers[0].dims();
+                let bytes = self.state_bytes(state.layers.len(), b, c);
+                for tok in feed {
+                    let mut step = || {
+                        rwkv.step(tok.clone(), &mut state)
+                            .map_err(|e| e.to_string())
+                    };
+                    let (secs, peak, _logits) = time_once(self.meter, &mut sync, &mut step)?;
+                    lat.push(secs);
+                    peaks.push(peak);
+                    states.push(bytes);
+                }
+            }
+            Model::Transformer => {
+                let t = &self.models.transformer;
+                let (_, mut cache) = t
+                    .prefill(prompt.clone(), AttentionPath::Explicit)
+                    .map_err(|e| e.to_string())?;
+                self.sync()?;
+                for tok in feed {
+                    let mut step = || t.step(tok.clone(), &mut cache).map_err(|e| e.to_string());
+                    let (secs, peak, _logits) = time_once(self.meter, &mut sync, &mut step)?;
+                    lat.push(secs);
+                    peaks.push(peak);
+                    states.push(cache.bytes() as u64);
+                }
+            }
+        }
+        Ok((lat, peaks, states))
+    }
+
     /// Prompt, then `new_tokens` single steps; rows at every `record_every`-th position.
-    fn generate(&self, model: &'static str) -> Vec<Record> {
+    fn generate(&self, model: Model) -> Vec<ScalingRecord> {
         let g = self
             .spec
             .generation
             .as_ref()
             .expect("planned only with a generation spec");
         let (prompt_len, n, every) = (g.prompt_len.get(), g.new_tokens.get(), g.record_every.get());
+        let method = generation_method(model);
+        // the whole run (prompt, then a step at the full context) against the budget, as
+        // for a prefill: over it, the run is recorded as skipped and never started
+        let est = generation_bytes(self.spec, model, self.elem);
+        let fail = |status: Status, note: String| {
+            let mut r = self
+                .last_generation_row(model)
+                .expect("planned only with a generation spec");
+            (r.status, r.note, r.estimate_bytes) = (status, note, Some(est));
+            vec![r]
+        };
+        if est > self.ctx.memory_budget {
+            let note = format!("estimated {est} bytes > budget {}", self.ctx.memory_budget);
+            return fail(Status::Skipped, note);
+        }
         let (batch, vocab) = (self.spec.batch.get(), self.spec.model.vocab.get());
         let prompt = ids::<B>(self.spec.seed, batch, prompt_len, vocab, self.device);
         let feed: Vec<Tensor<B, 1, Int>> = {
@@ -300,72 +340,16 @@ impl<B: WkvBackend> Runner<'_, B> {
                 .map(|i| all.clone().slice([0..batch, i..i + 1]).reshape([batch]))
                 .collect()
         };
-        let variant = if model == "rwkv" { "rnn" } else { "kv-cache" };
-        // latencies[repeat][i], peaks[repeat][i], state bytes after token i
-        let run_once = |steps: usize| -> Result<GenerationRun, String> {
-            let (mut lat, mut peaks, mut states) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            if model == "rwkv" {
-                let (_, mut state) = self
-                    .models
-                    .rwkv
-                    .forward(prompt.clone(), None, WkvMode::Parallel)
-                    .map_err(|e| e.to_string())?;
-                self.sync()?;
-                let [b, c] = state.layers[0].dims();
-                let bytes = (5 * state.layers.len() * b * c * self.elem) as u64;
-                for tok in &feed[..steps] {
-                    let base = self.meter.begin();
-                    let start = Instant::now();
-                    let logits = self
-                        .models
-                        .rwkv
-                        .step(tok.clone(), &mut state)
-                        .map_err(|e| e.to_string())?;
-                    self.sync()?;
-                    lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(self.meter.peak(base));
-                    drop(logits);
-                    states.push(bytes);
-                }
-            } else {
-                let t = &self.models.transformer;
-                let (_, mut cache) = t
-                    .prefill(prompt.clone(), AttentionPath::Explicit)
-                    .map_err(|e| e.to_string())?;
-                self.sync()?;
-                for tok in &feed[..steps] {
-                    let base = self.meter.begin();
-                    let start = Instant::now();
-                    let logits = t.step(tok.clone(), &mut cache).map_err(|e| e.to_string())?;
-                    self.sync()?;
-                    lat.push(start.elapsed().as_secs_f64());
-                    peaks.push(self.meter.peak(base));
-                    drop(logits);
-                    states.push(cache.bytes() as u64);
-                }
-            }
-            Ok((lat, peaks, states))
-        };
         let mut runs = Vec::new();
         // warm-up runs generate at most 64 tokens: enough to warm caches and allocators
         for i in 0..self.spec.warmup + self.spec.repeats.get() {
             let steps = if i < self.spec.warmup { n.min(64) } else { n };
-            match run_once(steps) {
+            match self.generate_once(model, &prompt, &feed[..steps]) {
                 Ok(r) if i >= self.spec.warmup => runs.push(r),
                 Ok(_) => {}
-                Err(e) => {
-                    let mut r = self.record("generate", model, variant.into(), prompt_len + n, n);
-                    r.status = "error".into();
-                    r.note = e;
-                    return vec![r];
-                }
+                Err(e) => return fail(Status::Error, e),
             }
         }
-        let mut rows = Vec::new();
         let cumulative: Vec<Vec<f64>> = runs
             .iter()
             .map(|(lat, _, _)| {
@@ -377,17 +361,20 @@ impl<B: WkvBackend> Runner<'_, B> {
                     .collect()
             })
             .collect();
+        let stats = |xs: Vec<f64>| Stats::of(&xs).expect("at least one repeat");
+        let mut rows = Vec::new();
         for i in 0..n {
             let pos = i + 1;
-            if !(pos == 1 || pos % every == 0 || pos == n) {
+            if !(pos == 1 || pos.is_multiple_of(every) || pos == n) {
                 continue;
             }
-            let mut r = self.record("generate", model, variant.into(), prompt_len + pos, pos);
-            let (med, min, max) = stats(runs.iter().map(|(lat, _, _)| lat[i]).collect());
-            (r.median_s, r.min_s, r.max_s) = (Some(med), Some(min), Some(max));
-            r.cumulative_s = Some(stats(cumulative.iter().map(|c| c[i]).collect()).0);
+            let mut r = self.record(Kind::Generate, model, method.into(), prompt_len + pos, pos);
+            let s = stats(runs.iter().map(|(lat, _, _)| lat[i]).collect());
+            (r.median_s, r.min_s, r.max_s) = (Some(s.median), Some(s.min), Some(s.max));
+            r.cumulative_s = Some(stats(cumulative.iter().map(|c| c[i]).collect()).median);
             r.peak_bytes = runs.iter().filter_map(|(_, p, _)| p[i]).max();
             r.state_bytes = Some(runs[0].2[i]);
+            r.estimate_bytes = Some(est);
             rows.push(r);
         }
         rows
@@ -395,14 +382,16 @@ impl<B: WkvBackend> Runner<'_, B> {
 }
 
 /// Runs every measurement of `spec` not in `done` (keys of recorded rows), handing each
-/// row to `sink` as soon as it exists.
+/// row to `sink` as soon as it exists. A generation run counts as recorded when the row of
+/// its last token is; one that runs again (a run stopped while its rows were flushed)
+/// hands on only the positions not yet recorded.
 pub fn run<B: WkvBackend>(
     spec: &ScalingSpec,
     device: &B::Device,
     ctx: &Context,
     meter: &dyn PeakMeter,
     done: &HashSet<String>,
-    sink: &mut dyn FnMut(&Record) -> Result<(), RecordsError>,
+    sink: &mut dyn FnMut(&ScalingRecord) -> Result<(), RecordsError>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), ScalingError> {
     let seq_lens = spec.seq_lens();
@@ -415,22 +404,35 @@ pub fn run<B: WkvBackend>(
         .max()
         .unwrap_or(1);
     let models = Models::<B>::build(spec, max_positions, device).map_err(ScalingError::Build)?;
-    let (v, c) = (
-        spec.model.vocab.get() as u64,
-        spec.model.d_model.get() as u64,
-    );
-    let rwkv_params = models.rwkv.num_params() as u64;
-    let transformer_params = models.transformer.num_params() as u64;
+    let m = &spec.model;
+    let (v, c) = (m.vocab.get() as u64, m.d_model.get() as u64);
+    let rwkv_total = models.rwkv.num_params() as u64;
+    let transformer_total = models.transformer.num_params() as u64;
     let runner = Runner {
         meter,
         spec,
         ctx,
         device,
-        rwkv_params,
-        transformer_params,
+        conditions: Conditions {
+            study: spec.study.clone(),
+            backend: ctx.backend.clone(),
+            dtype: ctx.dtype.clone(),
+            batch: spec.batch.get(),
+            d_model: m.d_model.get(),
+            n_layers: m.n_layers.get(),
+            vocab: m.vocab.get(),
+            repeats: spec.repeats.get(),
+            git_rev: ctx.git_rev.clone(),
+        },
         // token embedding + head (RWKV); token embedding + positional table + head (transformer)
-        rwkv_non_embedding: rwkv_params - 2 * v * c,
-        transformer_non_embedding: transformer_params - 2 * v * c - max_positions as u64 * c,
+        rwkv_params: ParamCount {
+            total: rwkv_total,
+            non_embedding: Some(rwkv_total - 2 * v * c),
+        },
+        transformer_params: ParamCount {
+            total: transformer_total,
+            non_embedding: Some(transformer_total - 2 * v * c - max_positions as u64 * c),
+        },
         models,
         elem: <B::FloatElem as Element>::dtype().size(),
     };
@@ -452,24 +454,20 @@ pub fn run<B: WkvBackend>(
         }
     }
     if generation.is_some() {
-        plan.push(Plan::Generate { model: "rwkv" });
+        plan.push(Plan::Generate { model: Model::Rwkv });
         plan.push(Plan::Generate {
-            model: "transformer",
+            model: Model::Transformer,
         });
     }
     let key_of = |p: &Plan| -> String {
         match p {
             Plan::Prefill { subject, t } => runner
-                .record("prefill", subject.model(), subject.variant(), *t, 0)
+                .record(Kind::Prefill, subject.model(), subject.method(), *t, 0)
                 .key(),
-            Plan::Generate { model } => {
-                let g = generation.expect("generation planned");
-                let n = g.new_tokens.get();
-                let variant = if *model == "rwkv" { "rnn" } else { "kv-cache" };
-                runner
-                    .record("generate", model, variant.into(), g.prompt_len.get() + n, n)
-                    .key()
-            }
+            Plan::Generate { model } => runner
+                .last_generation_row(*model)
+                .expect("generation planned")
+                .key(),
         }
     };
     plan.retain(|p| !done.contains(&key_of(p)));
@@ -481,13 +479,16 @@ pub fn run<B: WkvBackend>(
                 progress(Progress::Started(&format!(
                     "prefill {} {} T={t}",
                     subject.model(),
-                    subject.variant()
+                    subject.method()
                 )));
                 vec![runner.prefill(subject, t)]
             }
             Plan::Generate { model } => {
                 progress(Progress::Started(&format!("generate {model}")));
-                runner.generate(model)
+                let mut rows = runner.generate(model);
+                // a run stopped while these rows were flushed has some of them already
+                rows.retain(|r| !done.contains(&r.key()));
+                rows
             }
         };
         for r in &rows {
@@ -496,4 +497,74 @@ pub fn run<B: WkvBackend>(
         progress(Progress::Finished(&rows));
     }
     Ok(())
+}
+
+/// `name version` of what measured, for `meta.json`.
+pub fn versions() -> Vec<String> {
+    vec![
+        "burn 0.21.0".into(),
+        format!("rwkv-lab {}", env!("CARGO_PKG_VERSION")),
+    ]
+}
+
+/// The `meta.json` of a scaling run of `spec` in `ctx`, whose memory figures are what
+/// `memory` describes; provenance (machine, start time) gathered now.
+pub fn study_meta(spec: &ScalingSpec, ctx: &Context, memory: &str) -> Meta {
+    Meta {
+        kind: lab_records::StudyKind::Scaling,
+        command: ctx.command.clone(),
+        spec: spec.to_yaml(),
+        seed: spec.seed,
+        backend: ctx.backend.clone(),
+        device: format!(
+            "{} (memory budget {})",
+            ctx.backend,
+            lab_util::fmt_bytes(ctx.memory_budget as f64)
+        ),
+        memory: memory.into(),
+        dtype: ctx.dtype.clone(),
+        git_rev: ctx.git_rev.clone(),
+        versions: versions(),
+        machine: lab_records::provenance::machine_line(),
+        started: lab_records::provenance::utc_now(),
+        finished: String::new(),
+    }
+}
+
+/// A whole run in `study`: `meta.json` written (or, with `resume`, checked against the
+/// recorded run: spec, backend, precision), every measurement not yet recorded run and
+/// appended, then the end time stamped. Returns the final `meta.json`.
+pub fn run_study<B: WkvBackend>(
+    study: &StudyDir,
+    spec: &ScalingSpec,
+    device: &B::Device,
+    ctx: &Context,
+    meter: &dyn PeakMeter,
+    resume: bool,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Meta, ScalingError> {
+    let meta = study_meta(spec, ctx, meter.describe());
+    let mut run = study.start::<ScalingRecord>(meta, resume, &spec_differences)?;
+    for w in &run.warnings {
+        progress(Progress::Warning(w));
+    }
+    self::run::<B>(
+        spec,
+        device,
+        ctx,
+        meter,
+        &run.done,
+        &mut |r| run.writer.write(r),
+        progress,
+    )?;
+    Ok(run.finish()?)
+}
+
+/// The default output folder of a run: `reports/scaling/<backend>-<machine>[-quick]`.
+pub fn default_out(backend: &str, quick: bool) -> std::path::PathBuf {
+    let q = if quick { "-quick" } else { "" };
+    Path::new("reports/scaling").join(format!(
+        "{backend}-{}{q}",
+        lab_records::provenance::machine_slug()
+    ))
 }

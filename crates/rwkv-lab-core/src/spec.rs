@@ -105,6 +105,16 @@ pub enum Attention {
     Fused,
 }
 
+impl Attention {
+    /// `explicit` or `fused`, as in specs and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::Explicit => "explicit",
+            Attention::Fused => "fused",
+        }
+    }
+}
+
 /// Model sizes shared by both models.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,12 +147,13 @@ pub struct PrefillSpec {
     pub max_seq_len: std::collections::BTreeMap<String, NonZeroUsize>,
 }
 
+/// Every formulation but the recurrent oracle, chunks of 64.
 fn default_formulations() -> Vec<Formulation> {
-    vec![
-        Formulation(rwkv::WkvMode::Parallel),
-        Formulation(rwkv::WkvMode::Chunked { len: 64 }),
-        Formulation(rwkv::WkvMode::Scan),
-    ]
+    rwkv::WkvMode::all(64)
+        .into_iter()
+        .filter(|m| *m != rwkv::WkvMode::Recurrent)
+        .map(Formulation)
+        .collect()
 }
 
 fn default_attention() -> Vec<Attention> {
@@ -250,28 +261,37 @@ impl ScalingSpec {
         Self::parse(&text, &shown)
     }
 
-    /// The spec with the `quick` overrides applied (and `quick` removed).
-    pub fn quick(&self) -> Self {
+    /// The spec with the `quick` overrides applied (and `quick` removed). A spec without a
+    /// `quick:` section is an error rather than silently the full study; `path` names the
+    /// spec in the message.
+    pub fn quick(&self, path: &str) -> Result<Self, SpecError> {
+        let Some(q) = self.quick.clone() else {
+            return Err(SpecError::Invalid {
+                path: path.into(),
+                field: "quick".into(),
+                reason: "--quick asks for the spec's `quick:` overrides, and this spec has \
+                         none; add a `quick:` section or run without --quick"
+                    .into(),
+            });
+        };
         let mut s = self.clone();
-        if let Some(q) = self.quick.clone() {
-            if let Some(m) = q.model {
-                s.model = m;
-            }
-            if let Some(t) = q.seq_lens {
-                s.prefill.seq_lens = t;
-            }
-            if let (Some(n), Some(g)) = (q.new_tokens, s.generation.as_mut()) {
-                g.new_tokens = n;
-            }
-            if let (Some(n), Some(g)) = (q.record_every, s.generation.as_mut()) {
-                g.record_every = n;
-            }
-            if let Some(r) = q.repeats {
-                s.repeats = r;
-            }
+        if let Some(m) = q.model {
+            s.model = m;
+        }
+        if let Some(t) = q.seq_lens {
+            s.prefill.seq_lens = t;
+        }
+        if let (Some(n), Some(g)) = (q.new_tokens, s.generation.as_mut()) {
+            g.new_tokens = n;
+        }
+        if let (Some(n), Some(g)) = (q.record_every, s.generation.as_mut()) {
+            g.record_every = n;
+        }
+        if let Some(r) = q.repeats {
+            s.repeats = r;
         }
         s.quick = None;
-        s
+        Ok(s)
     }
 
     /// Constraints between fields.
@@ -299,14 +319,41 @@ impl ScalingSpec {
         if let Some(m) = self.quick.as_ref().and_then(|q| q.model.as_ref()) {
             check_model(m, "quick.model.n_heads")?;
         }
-        if self.repeats.get() < 3 {
-            return invalid(
-                "repeats",
-                format!(
-                    "at least 3 timed repeats are needed for a median and a spread, got {}",
-                    self.repeats
+        // the quick profile is checked like the full one: it must not be a way around a rule
+        let quick = self.quick.as_ref();
+        for (field, repeats) in [
+            ("repeats", Some(self.repeats)),
+            ("quick.repeats", quick.and_then(|q| q.repeats)),
+        ] {
+            if let Some(r) = repeats.filter(|r| r.get() < 3) {
+                return invalid(
+                    field,
+                    format!(
+                        "at least 3 timed repeats are needed for a median and a spread, got {r}"
+                    ),
+                );
+            }
+        }
+        if self.generation.is_none() {
+            for (field, given) in [
+                (
+                    "quick.new_tokens",
+                    quick.is_some_and(|q| q.new_tokens.is_some()),
                 ),
-            );
+                (
+                    "quick.record_every",
+                    quick.is_some_and(|q| q.record_every.is_some()),
+                ),
+            ] {
+                if given {
+                    return invalid(
+                        field,
+                        "overrides the generation measurements, and the spec has no \
+                         `generation:` section"
+                            .into(),
+                    );
+                }
+            }
         }
         if self.prefill.rwkv.is_empty() && self.prefill.transformer.is_empty() {
             return invalid(
@@ -319,10 +366,12 @@ impl ScalingSpec {
             .rwkv
             .iter()
             .map(|f| f.0.to_string())
-            .chain(self.prefill.transformer.iter().map(|a| match a {
-                Attention::Explicit => "explicit".to_string(),
-                Attention::Fused => "fused".to_string(),
-            }))
+            .chain(
+                self.prefill
+                    .transformer
+                    .iter()
+                    .map(|a| a.name().to_string()),
+            )
             .collect();
         if let Some(k) = self
             .prefill
@@ -338,15 +387,25 @@ impl ScalingSpec {
                 ),
             );
         }
-        if let Some(b) = &self.memory_budget
-            && parse_bytes(b).is_none()
-        {
-            return invalid(
-                "memory_budget",
-                format!("`{b}` is not a size like 6G, 512M or 1000000"),
-            );
+        if let Some(b) = &self.memory_budget {
+            match parse_bytes(b) {
+                None => {
+                    return invalid(
+                        "memory_budget",
+                        format!("`{b}` is not a size like 6G, 512M or 1000000"),
+                    );
+                }
+                // a budget of nothing would skip every measurement: never what was meant
+                Some(0) => return invalid("memory_budget", "must be more than 0 bytes".into()),
+                Some(_) => {}
+            }
         }
         Ok(())
+    }
+
+    /// The resolved spec as YAML, as `meta.json` keeps it.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
     }
 
     /// The memory budget in bytes, if set.
@@ -365,6 +424,17 @@ impl ScalingSpec {
         v.sort_unstable();
         v.dedup();
         v
+    }
+}
+
+/// The differences between two specs as `meta.json` keeps them (YAML), one per field named
+/// by its path (`model.d_model is 512 in the recorded run, 256 now`); line by line where
+/// either does not parse.
+pub fn spec_differences(recorded: &str, now: &str) -> Vec<String> {
+    let parse = |t: &str| serde_yaml::from_str::<serde_json::Value>(t).ok();
+    match (parse(recorded), parse(now)) {
+        (Some(a), Some(b)) => lab_records::value_differences(&a, &b),
+        _ => lab_records::text_differences(recorded, now),
     }
 }
 
@@ -400,10 +470,39 @@ quick:
         let s = ScalingSpec::parse(GOOD, "spec.yaml").unwrap();
         assert_eq!(s.seq_lens(), vec![64, 128]);
         assert_eq!(s.prefill.rwkv[1].0, rwkv::WkvMode::Chunked { len: 16 });
-        let q = s.quick();
+        let q = s.quick("spec.yaml").unwrap();
         assert_eq!(q.seq_lens(), vec![16, 32]);
         assert_eq!(q.generation.unwrap().new_tokens.get(), 8);
         assert!(q.quick.is_none());
+    }
+
+    #[test]
+    fn quick_is_checked_and_never_silently_the_full_spec() {
+        let full = GOOD[..GOOD.find("quick:").unwrap()].to_string();
+        let e = ScalingSpec::parse(&full, "full.yaml")
+            .unwrap()
+            .quick("full.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("full.yaml: quick: ") && e.contains("has none"),
+            "{e}"
+        );
+        // the quick profile cannot go below the three-repeat minimum of the full one
+        let e = err(&format!("{GOOD}  repeats: 1\n"));
+        assert!(e.contains("quick.repeats: at least 3"), "{e}");
+        let three = ScalingSpec::parse(&format!("{GOOD}  repeats: 4\n"), "s").unwrap();
+        assert_eq!(three.quick("s").unwrap().repeats.get(), 4);
+        // generation overrides need a generation section
+        let no_gen = GOOD.replace(
+            "generation: { prompt_len: 8, new_tokens: 32, record_every: 4 }\n",
+            "",
+        );
+        let e = err(&no_gen);
+        assert!(
+            e.contains("quick.new_tokens") && e.contains("no `generation:`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -448,6 +547,11 @@ quick:
         assert!(e.contains("repeats") && e.contains("at least 3"), "{e}");
         let e = err(&GOOD.replace("batch: 1", "batch: 1\nmemory_budget: lots"));
         assert!(e.contains("memory_budget"), "{e}");
+        let e = err(&GOOD.replace("batch: 1", "batch: 1\nmemory_budget: 0"));
+        assert!(
+            e.contains("memory_budget: must be more than 0 bytes"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("new_tokens: 8", "new_tokens: 8\n  extra: 1"));
         assert!(e.contains("unknown field `extra`"), "{e}");
         let e = err(&GOOD.replace("{ parallel: 64 }", "{ paralel: 64 }"));
@@ -468,7 +572,7 @@ quick:
         );
         let s = ScalingSpec::load(path).unwrap();
         assert!(s.seq_lens().contains(&8192));
-        assert!(s.quick().seq_lens().len() >= 4);
+        assert!(s.quick("scaling.yaml").unwrap().seq_lens().len() >= 4);
     }
 
     #[test]

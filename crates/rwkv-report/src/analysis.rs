@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use crate::claims::{FitRow, Verdict, fit_rows};
 use crate::crossover::{Crossover, crossovers};
-use crate::record::Record;
 use crate::series::{Quantity, Series, extract};
+use lab_records::ScalingRecord;
 
 /// The series, fits and crossovers of a set of records.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -20,7 +20,7 @@ pub struct Analysis {
 
 impl Analysis {
     /// Extracts, fits and compares.
-    pub fn new(records: &[Record]) -> Analysis {
+    pub fn new(records: &[ScalingRecord]) -> Analysis {
         let series: Vec<Series> = Quantity::ALL
             .iter()
             .flat_map(|&q| extract(records, q))

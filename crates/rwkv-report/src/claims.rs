@@ -8,8 +8,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::fits::{Fit, fit_loglog};
+use crate::fits::{Fit, MIN_FIT_POINTS, distinct_x, fit_loglog, upper_half};
 use crate::series::{Quantity, Series, SeriesKey};
+use lab_records::Model::{Rwkv, Transformer};
 
 /// The range of fitted exponents that counts as agreeing with a claim.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -66,7 +67,7 @@ pub struct Claim {
 /// The claim for a series of `quantity` of `key`'s model and variant, if any.
 pub fn claim_for(quantity: Quantity, key: &SeriesKey) -> Option<Claim> {
     let linear_form =
-        key.chunk_len().is_some() || key.variant == "scan" || key.variant == "recurrent";
+        key.chunk_len().is_some() || key.method == "scan" || key.method == "recurrent";
     let c = |exponent, basis, band| {
         Some(Claim {
             exponent,
@@ -74,8 +75,8 @@ pub fn claim_for(quantity: Quantity, key: &SeriesKey) -> Option<Claim> {
             band,
         })
     };
-    match (quantity, key.model.as_str(), key.variant.as_str()) {
-        (Quantity::PrefillTime, "rwkv", _) if linear_form => c(
+    match (quantity, key.model, key.method.as_str()) {
+        (Quantity::PrefillTime, Rwkv, _) if linear_form => c(
             "1",
             "O(T·d) (paper, Table 1)",
             Some(Band::Within {
@@ -83,15 +84,15 @@ pub fn claim_for(quantity: Quantity, key: &SeriesKey) -> Option<Claim> {
                 tol: 0.1,
             }),
         ),
-        (Quantity::PrefillTime, "rwkv", "parallel") => c(
+        (Quantity::PrefillTime, Rwkv, "parallel") => c(
             "2",
             "O(T²·d): the quadratic parallel form, not the paper's RNN claim",
             Some(Band::AtLeast(1.7)),
         ),
-        (Quantity::PrefillTime, "transformer", "explicit" | "fused") => {
+        (Quantity::PrefillTime, Transformer, "explicit" | "fused") => {
             c("2", "O(T²·d) (paper, Table 1)", Some(Band::AtLeast(1.7)))
         }
-        (Quantity::PrefillMemory, "rwkv", _) if linear_form => c(
+        (Quantity::PrefillMemory, Rwkv, _) if linear_form => c(
             "1",
             "activations O(T·d)",
             Some(Band::Within {
@@ -99,24 +100,24 @@ pub fn claim_for(quantity: Quantity, key: &SeriesKey) -> Option<Claim> {
                 tol: 0.1,
             }),
         ),
-        (Quantity::PrefillMemory, "rwkv", "parallel") => {
+        (Quantity::PrefillMemory, Rwkv, "parallel") => {
             c("2", "O(T²·d): `[T, T]` weights per channel", None)
         }
-        (Quantity::PrefillMemory, "transformer", "explicit") => c(
+        (Quantity::PrefillMemory, Transformer, "explicit") => c(
             "2",
             "O(T² + T·d) (paper, Table 1): scores materialised",
             Some(Band::AtLeast(1.7)),
         ),
-        (Quantity::PrefillMemory, "transformer", "fused") => c(
+        (Quantity::PrefillMemory, Transformer, "fused") => c(
             "1–2",
             "O(T·d) if the fused op streams the scores, O(T²) if not",
             None,
         ),
-        (Quantity::GenerationLatency, "rwkv", _) => c("0", "O(d) per token (RNN mode)", None),
-        (Quantity::GenerationLatency, "transformer", _) => {
+        (Quantity::GenerationLatency, Rwkv, _) => c("0", "O(d) per token (RNN mode)", None),
+        (Quantity::GenerationLatency, Transformer, _) => {
             c("→ 1", "O(d² + T·d) per token with a KV cache", None)
         }
-        (Quantity::GenerationCumulative, "rwkv", _) => c(
+        (Quantity::GenerationCumulative, Rwkv, _) => c(
             "1",
             "linear (paper, text-generation figure)",
             Some(Band::Within {
@@ -124,17 +125,17 @@ pub fn claim_for(quantity: Quantity, key: &SeriesKey) -> Option<Claim> {
                 tol: 0.1,
             }),
         ),
-        (Quantity::GenerationCumulative, "transformer", _) => c(
+        (Quantity::GenerationCumulative, Transformer, _) => c(
             "> 1",
             "super-linear (paper, text-generation figure)",
             Some(Band::Above(1.1)),
         ),
-        (Quantity::StateBytes, "rwkv", _) => c(
+        (Quantity::StateBytes, Rwkv, _) => c(
             "0",
             "O(d) inference memory (paper, Table 1)",
             Some(Band::AtMost(0.05)),
         ),
-        (Quantity::StateBytes, "transformer", _) => c(
+        (Quantity::StateBytes, Transformer, _) => c(
             "1",
             "KV cache O(T·d) (paper, Table 1)",
             Some(Band::Within {
@@ -157,7 +158,8 @@ pub enum Verdict {
     Pass,
     /// It is not.
     Fail,
-    /// Too few points to fit (fewer than 3 distinct x).
+    /// No fit: fewer than [`MIN_FIT_POINTS`] distinct x in the fitted range. Neither pass
+    /// nor fail, and no R².
     NoFit,
     /// No target band for this series (shown for reference).
     NoTarget,
@@ -168,7 +170,7 @@ impl fmt::Display for Verdict {
         f.write_str(match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
-            Verdict::NoFit => "n/a (too few points)",
+            Verdict::NoFit => "no fit",
             Verdict::NoTarget => "no target",
         })
     }
@@ -185,6 +187,8 @@ pub struct FitRow {
     pub label: String,
     /// Points measured (all of them; the fit uses the upper half).
     pub n_measured: usize,
+    /// Distinct x in the upper half of the x range (the fit needs [`MIN_FIT_POINTS`]).
+    pub n_in_range: usize,
     /// The fit over the upper half of the x range.
     pub fit: Option<Fit>,
     /// The claim checked.
@@ -219,6 +223,7 @@ impl FitRow {
             key: series.key.clone(),
             label: series.label.clone(),
             n_measured: series.points.len(),
+            n_in_range: distinct_x(&upper_half(&series.points)),
             fit,
             claim,
             verdict,
@@ -246,7 +251,11 @@ impl fmt::Display for FitRow {
                 fit.x_min,
                 fit.x_max
             )?,
-            None => write!(f, "no fit ({} points measured)", self.n_measured)?,
+            None => write!(
+                f,
+                "no fit ({} points measured, {} in the upper half of the range; a fit needs {MIN_FIT_POINTS})",
+                self.n_measured, self.n_in_range
+            )?,
         }
         if let Some(claim) = &self.claim {
             write!(f, "; claim {}", claim.exponent)?;
@@ -270,11 +279,12 @@ pub fn fit_rows(series: &[Series]) -> Vec<FitRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lab_records::Model;
 
-    fn key(model: &str, variant: &str) -> SeriesKey {
+    fn key(model: Model, method: &str) -> SeriesKey {
         SeriesKey {
-            model: model.into(),
-            variant: variant.into(),
+            model,
+            method: method.into(),
             batch: 1,
             backend: "ndarray".into(),
             dtype: "f32".into(),
@@ -282,15 +292,15 @@ mod tests {
         }
     }
 
-    fn series(q: Quantity, model: &str, variant: &str, k: f64) -> Series {
+    fn series(q: Quantity, model: Model, method: &str, k: f64) -> Series {
         let points = [64.0, 128.0, 256.0, 512.0, 1024.0]
             .iter()
             .map(|&x: &f64| (x, 1e-6 * x.powf(k)))
             .collect();
         Series {
             quantity: q,
-            key: key(model, variant),
-            label: format!("{model} {variant}"),
+            key: key(model, method),
+            label: format!("{model} {method}"),
             points,
         }
     }
@@ -300,74 +310,71 @@ mod tests {
         let k = |m, v| key(m, v);
         let band = |q, m, v| claim_for(q, &k(m, v)).and_then(|c| c.band);
         assert_eq!(
-            band(Quantity::PrefillTime, "rwkv", "chunked:64"),
+            band(Quantity::PrefillTime, Rwkv, "chunked:64"),
             Some(Band::Within {
                 center: 1.0,
                 tol: 0.1
             })
         );
         assert_eq!(
-            band(Quantity::PrefillTime, "rwkv", "scan"),
+            band(Quantity::PrefillTime, Rwkv, "scan"),
             Some(Band::Within {
                 center: 1.0,
                 tol: 0.1
             })
         );
         assert_eq!(
-            claim_for(Quantity::PrefillTime, &k("rwkv", "parallel"))
+            claim_for(Quantity::PrefillTime, &k(Rwkv, "parallel"))
                 .unwrap()
                 .exponent,
             "2"
         );
         assert_eq!(
-            band(Quantity::PrefillTime, "transformer", "explicit"),
+            band(Quantity::PrefillTime, Transformer, "explicit"),
             Some(Band::AtLeast(1.7))
         );
         assert_eq!(
-            claim_for(Quantity::PrefillTime, &k("transformer", "fused"))
+            claim_for(Quantity::PrefillTime, &k(Transformer, "fused"))
                 .unwrap()
                 .exponent,
             "2"
         );
         assert_eq!(
-            band(Quantity::GenerationCumulative, "rwkv", "rnn"),
+            band(Quantity::GenerationCumulative, Rwkv, "rnn"),
             Some(Band::Within {
                 center: 1.0,
                 tol: 0.1
             })
         );
         assert_eq!(
-            claim_for(
-                Quantity::GenerationCumulative,
-                &k("transformer", "kv-cache")
-            )
-            .unwrap()
-            .exponent,
+            claim_for(Quantity::GenerationCumulative, &k(Transformer, "kv-cache"))
+                .unwrap()
+                .exponent,
             "> 1"
         );
         assert_eq!(
-            band(Quantity::StateBytes, "rwkv", "rnn"),
+            band(Quantity::StateBytes, Rwkv, "rnn"),
             Some(Band::AtMost(0.05))
         );
         assert_eq!(
-            claim_for(Quantity::StateBytes, &k("transformer", "kv-cache"))
+            claim_for(Quantity::StateBytes, &k(Transformer, "kv-cache"))
                 .unwrap()
                 .exponent,
             "1"
         );
         assert_eq!(
-            claim_for(Quantity::PrefillMemory, &k("transformer", "explicit"))
+            claim_for(Quantity::PrefillMemory, &k(Transformer, "explicit"))
                 .unwrap()
                 .exponent,
             "2"
         );
         assert_eq!(
-            claim_for(Quantity::PrefillMemory, &k("rwkv", "scan"))
+            claim_for(Quantity::PrefillMemory, &k(Rwkv, "scan"))
                 .unwrap()
                 .exponent,
             "1"
         );
-        assert!(claim_for(Quantity::PrefillTime, &k("other", "x")).is_none());
+        assert!(claim_for(Quantity::PrefillTime, &k(Rwkv, "other")).is_none());
 
         assert!(
             Band::Within {
@@ -399,41 +406,29 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let row = FitRow::new(&series(Quantity::PrefillTime, "rwkv", "scan", 1.03));
+        let row = FitRow::new(&series(Quantity::PrefillTime, Rwkv, "scan", 1.03));
         assert_eq!(row.verdict, Verdict::Pass);
         assert!((row.fit.unwrap().slope - 1.03).abs() < 1e-9);
         assert_eq!(
-            FitRow::new(&series(Quantity::PrefillTime, "rwkv", "scan", 1.5)).verdict,
+            FitRow::new(&series(Quantity::PrefillTime, Rwkv, "scan", 1.5)).verdict,
             Verdict::Fail
         );
         assert_eq!(
-            FitRow::new(&series(
-                Quantity::PrefillTime,
-                "transformer",
-                "explicit",
-                1.9
-            ))
-            .verdict,
+            FitRow::new(&series(Quantity::PrefillTime, Transformer, "explicit", 1.9)).verdict,
             Verdict::Pass
         );
         assert_eq!(
-            FitRow::new(&series(
-                Quantity::PrefillTime,
-                "transformer",
-                "explicit",
-                1.2
-            ))
-            .verdict,
+            FitRow::new(&series(Quantity::PrefillTime, Transformer, "explicit", 1.2)).verdict,
             Verdict::Fail
         );
         assert_eq!(
-            FitRow::new(&series(Quantity::StateBytes, "rwkv", "rnn", 0.0)).verdict,
+            FitRow::new(&series(Quantity::StateBytes, Rwkv, "rnn", 0.0)).verdict,
             Verdict::Pass
         );
         assert_eq!(
             FitRow::new(&series(
                 Quantity::GenerationCumulative,
-                "transformer",
+                Transformer,
                 "kv-cache",
                 1.0
             ))
@@ -441,18 +436,26 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(
-            FitRow::new(&series(Quantity::GenerationLatency, "rwkv", "rnn", 0.0)).verdict,
+            FitRow::new(&series(Quantity::GenerationLatency, Rwkv, "rnn", 0.0)).verdict,
             Verdict::NoTarget
         );
-        let mut short = series(Quantity::PrefillTime, "rwkv", "scan", 1.0);
-        short.points.truncate(2);
-        let row = FitRow::new(&short);
-        assert_eq!(row.verdict, Verdict::NoFit);
-        assert!(
-            row.to_string().contains("no fit (2 points measured)"),
-            "{row}"
-        );
-        let line = FitRow::new(&series(Quantity::PrefillTime, "rwkv", "scan", 1.0)).to_string();
+        // three or four points leave two in the upper half: two points fit any line
+        // exactly, so there is no fit, no R² and no pass mark
+        let mut short = series(Quantity::PrefillTime, Rwkv, "scan", 1.0);
+        for (n, in_range) in [(4, 2), (3, 2), (2, 1)] {
+            short.points.truncate(n);
+            let row = FitRow::new(&short);
+            assert_eq!((row.verdict, row.fit), (Verdict::NoFit, None), "{n}");
+            let text = row.to_string();
+            assert!(
+                text.contains(&format!(
+                    "no fit ({n} points measured, {in_range} in the upper"
+                )) && !text.contains("R²")
+                    && !text.contains("pass"),
+                "{text}"
+            );
+        }
+        let line = FitRow::new(&series(Quantity::PrefillTime, Rwkv, "scan", 1.0)).to_string();
         assert!(
             line.contains("k = 1.00")
                 && line.contains("target 1.0 ± 0.10: pass")

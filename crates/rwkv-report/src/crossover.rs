@@ -85,8 +85,8 @@ pub struct RatioAt {
     pub transformer_s: f64,
     /// Fastest RWKV seconds at this T.
     pub rwkv_s: f64,
-    /// The RWKV variant that was fastest.
-    pub rwkv_variant: String,
+    /// The RWKV formulation that was fastest.
+    pub rwkv_method: String,
 }
 
 impl RatioAt {
@@ -99,7 +99,7 @@ impl RatioAt {
 /// RWKV's best prefill against one transformer prefill series.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Crossover {
-    /// The transformer series (variant `explicit` or `fused`).
+    /// The transformer series (attention path `explicit` or `fused`).
     pub transformer: SeriesKey,
     /// Its label.
     pub label: String,
@@ -156,9 +156,7 @@ fn fmt_t(t: f64) -> String {
 pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
     prefill_time
         .iter()
-        .filter(|s| {
-            s.key.is_transformer() && matches!(s.key.variant.as_str(), "explicit" | "fused")
-        })
+        .filter(|s| s.key.is_transformer() && matches!(s.key.method.as_str(), "explicit" | "fused"))
         .map(|tf| {
             let mut best: BTreeMap<u64, (f64, String)> = BTreeMap::new();
             for s in prefill_time
@@ -170,7 +168,7 @@ pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
                         .entry(t as u64)
                         .or_insert((f64::INFINITY, String::new()));
                     if y < e.0 {
-                        *e = (y, s.key.variant.clone());
+                        *e = (y, s.key.method.clone());
                     }
                 }
             }
@@ -185,7 +183,7 @@ pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
                             t,
                             transformer_s: tf_s,
                             rwkv_s: *rwkv_s,
-                            rwkv_variant: v.clone(),
+                            rwkv_method: v.clone(),
                         })
                 })
                 .collect();
@@ -207,6 +205,7 @@ pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
 mod tests {
     use super::*;
     use crate::series::{prefill_time, tests::prefill};
+    use lab_records::Model::{Rwkv, Transformer};
 
     #[test]
     fn interpolates_on_log_scale() {
@@ -266,22 +265,22 @@ mod tests {
         let mut rs = Vec::new();
         for t in [128usize, 256, 512, 1024, 2048] {
             let tf = t as f64;
-            rs.push(prefill("rwkv", "parallel", t, 1e-7 * tf * tf, 0));
-            rs.push(prefill("rwkv", "scan", t, 1e-4 * tf, 0));
-            rs.push(prefill("transformer", "explicit", t, 2e-7 * tf * tf, 0));
+            rs.push(prefill(Rwkv, "parallel", t, 1e-7 * tf * tf, 0));
+            rs.push(prefill(Rwkv, "scan", t, 1e-4 * tf, 0));
+            rs.push(prefill(Transformer, "explicit", t, 2e-7 * tf * tf, 0));
         }
         // The fused transformer only ran at small T.
-        rs.push(prefill("transformer", "fused", 128, 1.0, 0));
+        rs.push(prefill(Transformer, "fused", 128, 1.0, 0));
         let cs = crossovers(&prefill_time(&rs));
         assert_eq!(cs.len(), 2);
         let c = &cs[0];
         assert_eq!(c.label, "transformer explicit");
         // parallel (1e-7 T²) is faster than scan (1e-4 T) below T = 1000 and 2x faster than
         // the transformer there; scan beats the transformer (2e-7 T²) above T = 500.
-        assert_eq!(c.points[0].rwkv_variant, "parallel");
+        assert_eq!(c.points[0].rwkv_method, "parallel");
         assert_eq!(c.kind, Some(CrossoverKind::AlwaysFaster));
         let last = c.at_largest().unwrap();
-        assert_eq!((last.t, last.rwkv_variant.as_str()), (2048.0, "scan"));
+        assert_eq!((last.t, last.rwkv_method.as_str()), (2048.0, "scan"));
         assert!((last.speedup() - 2e-7 * 2048.0 / 1e-4).abs() < 1e-9);
         assert!(
             c.describe()

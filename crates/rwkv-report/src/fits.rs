@@ -62,11 +62,24 @@ pub fn upper_half(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The fewest distinct x values a fit needs. A line through two points fits them exactly
+/// (R² = 1 whatever the data), so a two-point "fit" would report a perfect exponent it
+/// never tested; from three on, R² measures something.
+pub const MIN_FIT_POINTS: usize = 3;
+
+/// The number of distinct x values among the usable points.
+pub fn distinct_x(points: &[(f64, f64)]) -> usize {
+    let mut xs: Vec<f64> = usable(points).iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs.len()
+}
+
 /// Least-squares fit of ln(y) on ln(x) over every usable point (missing, zero, negative or
-/// non-finite values are ignored). None with fewer than 2 points or a single distinct x.
+/// non-finite values are ignored). None with fewer than [`MIN_FIT_POINTS`] distinct x.
 pub fn fit_loglog_all(points: &[(f64, f64)]) -> Option<Fit> {
     let pts = usable(points);
-    if pts.len() < 2 {
+    if distinct_x(&pts) < MIN_FIT_POINTS {
         return None;
     }
     let n = pts.len() as f64;
@@ -107,7 +120,8 @@ pub fn fit_loglog_all(points: &[(f64, f64)]) -> Option<Fit> {
 
 /// Least-squares fit of ln(y) on ln(x) over the upper half of the x range (points with
 /// x ≥ the median distinct x), ignoring missing or non-positive values. None with fewer
-/// than 2 such points (so a series needs at least 3 distinct x values).
+/// than [`MIN_FIT_POINTS`] distinct x in that half (so a series needs at least 5 distinct
+/// x values).
 pub fn fit_loglog(points: &[(f64, f64)]) -> Option<Fit> {
     fit_loglog_all(&upper_half(points))
 }
@@ -155,11 +169,18 @@ mod tests {
         assert_eq!(f.n_points, 4);
         assert_eq!((f.x_min, f.x_max), (512.0, 4096.0));
         // Even count of distinct x: median between the middle two.
-        let f = fit_loglog(&power(1.0, 1.0, &[1.0, 2.0, 3.0, 4.0])).unwrap();
-        assert_eq!((f.n_points, f.x_min, f.x_max), (2, 3.0, 4.0));
+        let f = fit_loglog(&power(1.0, 1.0, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).unwrap();
+        assert_eq!((f.n_points, f.x_min, f.x_max), (3, 4.0, 6.0));
         // Repeated x values count once for the median but every point is fitted.
-        let pts = [(1.0, 1.0), (2.0, 2.0), (2.0, 2.0), (2.0, 2.0), (4.0, 4.0)];
-        assert_eq!(median_distinct_x(&pts), Some(2.0));
+        let pts = [
+            (1.0, 1.0),
+            (2.0, 2.0),
+            (3.0, 3.0),
+            (3.0, 3.0),
+            (4.0, 4.0),
+            (5.0, 5.0),
+        ];
+        assert_eq!(median_distinct_x(&pts), Some(3.0));
         assert_eq!(fit_loglog(&pts).unwrap().n_points, 4);
     }
 
@@ -169,7 +190,15 @@ mod tests {
         assert!(fit_loglog(&[(1.0, 1.0)]).is_none());
         // Two distinct x: the upper half holds one point.
         assert!(fit_loglog(&[(1.0, 1.0), (2.0, 2.0)]).is_none());
-        assert!(fit_loglog(&[(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)]).is_some());
+        // A fit needs three points: two would fit exactly (R² = 1) whatever they are.
+        let line = |n: usize| power(1.0, 1.0, &TS[..n]);
+        assert!(fit_loglog_all(&line(2)).is_none());
+        assert_eq!(fit_loglog_all(&line(3)).unwrap().n_points, 3);
+        // Four distinct x: two in the upper half, no fit; five: three, a fit.
+        assert!(fit_loglog(&line(4)).is_none());
+        assert_eq!(fit_loglog(&line(5)).unwrap().n_points, 3);
+        // Repeats of one x do not make a fit.
+        assert!(fit_loglog_all(&[(2.0, 1.0), (2.0, 1.5), (4.0, 3.0)]).is_none());
         // Missing, zero, negative and non-finite values are ignored.
         let pts = [
             (1.0, 1.0),
@@ -185,6 +214,8 @@ mod tests {
             (2.0, None),
             (4.0, Some(4.0)),
             (8.0, Some(8.0)),
+            (16.0, Some(16.0)),
+            (32.0, Some(32.0)),
         ];
         assert!((fit_loglog_opt(&opt).unwrap().slope - 1.0).abs() < 1e-12);
         // All points at one x.

@@ -1,4 +1,4 @@
-//! Records, fits, plots and summaries of rwkv-lab studies. Everything here works from the
+//! Fits, plots and summaries of rwkv-lab studies. Everything here works from the
 //! files a study wrote (`records.csv`, `meta.json`), so reports can be re-rendered.
 //!
 //! [`render()`] is the entry point: it reads `DIR/records.csv` and `DIR/meta.json`, and writes
@@ -12,7 +12,6 @@ pub mod crossover;
 pub mod error;
 pub mod fits;
 pub mod plots;
-pub mod record;
 pub mod render;
 pub mod series;
 pub mod summary;
@@ -22,7 +21,7 @@ pub use claims::{Band, Claim, FitRow, Verdict, claim_for};
 pub use crossover::{Crossover, CrossoverKind, find_crossover};
 pub use error::ReportError;
 pub use fits::{Fit, fit_loglog};
-pub use record::{Meta, Record, read_records};
-pub use render::{RenderOutput, load_meta, load_records, render};
+pub use lab_records::{Meta, ScalingRecord};
+pub use render::{RenderOutput, load_records, render};
 pub use series::{Quantity, Series, SeriesKey};
 pub use summary::render_summary;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use lab_records::{Meta, ScalingRecord, StudyDir, StudyKind};
 use serde::Serialize;
 
 use crate::analysis::Analysis;
@@ -9,8 +10,7 @@ use crate::claims::FitRow;
 use crate::crossover::Crossover;
 use crate::error::ReportError;
 use crate::plots::plot_all;
-use crate::record::{Meta, Record};
-use crate::summary::render_summary;
+use crate::summary::{memory_description, render_summary};
 
 /// What [`render`] wrote and found.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +24,9 @@ pub struct RenderOutput {
     pub n_records: usize,
     /// Whether `meta.json` was there.
     pub has_meta: bool,
+    /// What the caller should tell the user (a missing `meta.json`, ...); the library
+    /// never prints.
+    pub warnings: Vec<String>,
     /// One fit per series, with its claim and verdict (`Display` gives a terminal line).
     pub fits: Vec<FitRow>,
     /// RWKV's best prefill against each transformer prefill series.
@@ -39,100 +42,44 @@ impl RenderOutput {
     }
 }
 
-/// Reads every row of a records CSV, with errors that name the file and the line.
-/// Fails on a missing file, a malformed row, and a file without rows.
-pub fn load_records(path: &Path) -> Result<Vec<Record>, ReportError> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ReportError::MissingRecords {
-                path: path.to_path_buf(),
-            });
-        }
-        Err(e) => {
-            return Err(ReportError::Io {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    let mut reader = csv::Reader::from_reader(std::io::BufReader::new(file));
-    let headers = reader
-        .headers()
-        .map_err(|e| csv_error(path, e, None))?
-        .clone();
-    let mut records = Vec::new();
-    for row in reader.deserialize::<Record>() {
-        records.push(row.map_err(|e| csv_error(path, e, Some(&headers)))?);
-    }
-    if records.is_empty() {
-        return Err(ReportError::EmptyRecords {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(records)
-}
-
-fn csv_error(path: &Path, e: csv::Error, headers: Option<&csv::StringRecord>) -> ReportError {
-    let line = e.position().map(|p| p.line());
-    let reason = match e.kind() {
-        csv::ErrorKind::Io(io) => {
-            return ReportError::Io {
-                path: path.to_path_buf(),
-                reason: io.to_string(),
-            };
-        }
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
-            format!("expected {expected_len} fields (as in the header), found {len}")
-        }
-        csv::ErrorKind::Deserialize { err, .. } => {
-            let field = err.field().map(|i| {
-                let name = headers.and_then(|h| h.get(i as usize)).unwrap_or("?");
-                format!("field {} (`{name}`): ", i + 1)
-            });
-            format!("{}{}", field.unwrap_or_default(), err.kind())
-        }
-        csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
-        _ => e.to_string(),
-    };
-    ReportError::Csv {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    }
-}
-
-/// Reads `meta.json`: None when the file is not there, an error when it is malformed.
-pub fn load_meta(path: &Path) -> Result<Option<Meta>, ReportError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(ReportError::Io {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            });
-        }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| ReportError::Meta {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+/// Reads every row of a scaling study's records CSV, with errors that name the file and
+/// the line. Fails on a missing file, a malformed row, and a file without rows.
+pub fn load_records(path: &Path) -> Result<Vec<ScalingRecord>, ReportError> {
+    Ok(lab_records::read_rows(path)?)
 }
 
 /// Renders the report of the study in `dir`: reads `dir/records.csv` and (when there)
 /// `dir/meta.json`; writes `dir/summary.md` and the eight plot files; returns what it wrote
 /// with the fits and crossovers.
+///
+/// `dir` must be a study folder (see [`StudyDir::open`]): a report never writes its files
+/// into a folder rwkv-lab did not make.
 pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
-    let records = load_records(&dir.join("records.csv"))?;
-    let meta = load_meta(&dir.join("meta.json"))?;
+    let study = StudyDir::open(dir)?;
+    let meta = study.read_meta()?;
+    match meta.as_ref().map(|m| m.kind).unwrap_or_default() {
+        StudyKind::Scaling => render_scaling(&study, meta),
+        kind => Err(ReportError::UnsupportedKind {
+            path: dir.to_path_buf(),
+            kind,
+        }),
+    }
+}
+
+fn render_scaling(study: &StudyDir, meta: Option<Meta>) -> Result<RenderOutput, ReportError> {
+    let records: Vec<ScalingRecord> = study.read_rows()?;
     let analysis = Analysis::new(&records);
-    let plots = plot_all(dir, &analysis.series, &analysis.fits)?;
-    let summary = dir.join("summary.md");
+    let memory = memory_description(meta.as_ref());
+    let plots = plot_all(study.path(), &analysis.series, &analysis.fits, &memory)?;
+    let mut warnings = Vec::new();
+    if meta.is_none() {
+        warnings.push(format!(
+            "{}: not found; the report is rendered from records.csv alone, and its provenance \
+             (command, spec, backend, machine, what the memory figures count) reads \"unknown\"",
+            study.meta_path().display()
+        ));
+    }
+    let summary = study.file("summary.md");
     let text = render_summary(&records, meta.as_ref(), &analysis);
     std::fs::write(&summary, text).map_err(|e| ReportError::Io {
         path: summary.clone(),
@@ -143,6 +90,7 @@ pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
         plots,
         n_records: records.len(),
         has_meta: meta.is_some(),
+        warnings,
         fits: analysis.fits,
         crossovers: analysis.crossovers,
     })

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::record::Record;
+use lab_records::{Model, ScalingRecord};
 
 /// What a series measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -61,14 +61,14 @@ impl Quantity {
         )
     }
 
-    fn wants(self, r: &Record) -> bool {
+    fn wants(self, r: &ScalingRecord) -> bool {
         match self {
             Quantity::PrefillTime | Quantity::PrefillMemory => r.is_prefill(),
             _ => r.is_generate(),
         }
     }
 
-    fn point(self, r: &Record) -> Option<(usize, f64)> {
+    fn point(self, r: &ScalingRecord) -> Option<(usize, f64)> {
         let y = match self {
             Quantity::PrefillTime | Quantity::GenerationLatency => r.median_s?,
             Quantity::PrefillMemory => r.peak_bytes? as f64,
@@ -87,10 +87,11 @@ impl Quantity {
 /// when the records hold several values of them (several batch sizes, backends, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct SeriesKey {
-    /// `rwkv` or `transformer`.
-    pub model: String,
-    /// `parallel`, `chunked:64`, `scan`, `rnn`, `explicit`, `fused`, `kv-cache`.
-    pub variant: String,
+    /// Which model.
+    pub model: Model,
+    /// Formulation or attention path: `parallel`, `chunked:64`, `scan`, `rnn`, `explicit`,
+    /// `fused`, `kv-cache`.
+    pub method: String,
     /// Batch size.
     pub batch: usize,
     /// Backend.
@@ -104,17 +105,17 @@ pub struct SeriesKey {
 impl SeriesKey {
     /// Whether the model is RWKV.
     pub fn is_rwkv(&self) -> bool {
-        self.model == "rwkv"
+        self.model == Model::Rwkv
     }
 
     /// Whether the model is the baseline transformer.
     pub fn is_transformer(&self) -> bool {
-        self.model == "transformer"
+        self.model == Model::Transformer
     }
 
     /// `chunked:N` → Some(N).
     pub fn chunk_len(&self) -> Option<usize> {
-        self.variant
+        self.method
             .strip_prefix("chunked:")
             .and_then(|n| n.parse().ok())
     }
@@ -127,7 +128,7 @@ impl SeriesKey {
     fn sort_key(
         &self,
     ) -> (
-        usize,
+        Model,
         usize,
         usize,
         String,
@@ -136,12 +137,7 @@ impl SeriesKey {
         String,
         Option<usize>,
     ) {
-        let model = match self.model.as_str() {
-            "rwkv" => 0,
-            "transformer" => 1,
-            _ => 2,
-        };
-        let variant = match self.variant.as_str() {
+        let method = match self.method.as_str() {
             "parallel" => 0,
             v if v.starts_with("chunked:") => 1,
             "scan" => 2,
@@ -153,10 +149,10 @@ impl SeriesKey {
             _ => 8,
         };
         (
-            model,
-            variant,
+            self.model,
+            method,
             self.chunk_len().unwrap_or(0),
-            self.variant.clone(),
+            self.method.clone(),
             self.batch,
             self.backend.clone(),
             self.dtype.clone(),
@@ -202,9 +198,9 @@ impl Series {
 /// have no timings). Where one measurement appears twice (a resumed run), the later row wins.
 /// Series come in a stable order: RWKV before the transformer, then by variant
 /// (`parallel`, `chunked:N` by N, `scan`, `rnn`; `explicit`, `fused`, `kv-cache`).
-pub fn extract(records: &[Record], quantity: Quantity) -> Vec<Series> {
-    let relevant: Vec<&Record> = records.iter().filter(|r| quantity.wants(r)).collect();
-    let distinct = |f: &dyn Fn(&Record) -> String| {
+pub fn extract(records: &[ScalingRecord], quantity: Quantity) -> Vec<Series> {
+    let relevant: Vec<&ScalingRecord> = records.iter().filter(|r| quantity.wants(r)).collect();
+    let distinct = |f: &dyn Fn(&ScalingRecord) -> String| {
         relevant.iter().map(|r| f(r)).collect::<BTreeSet<_>>().len() > 1
     };
     let by_batch = distinct(&|r| r.batch.to_string());
@@ -222,8 +218,8 @@ pub fn extract(records: &[Record], quantity: Quantity) -> Vec<Series> {
             continue;
         };
         let key = SeriesKey {
-            model: r.model.clone(),
-            variant: r.variant.clone(),
+            model: r.model,
+            method: r.method.clone(),
             batch: r.batch,
             backend: r.backend.clone(),
             dtype: r.dtype.clone(),
@@ -234,7 +230,7 @@ pub fn extract(records: &[Record], quantity: Quantity) -> Vec<Series> {
     groups
         .into_iter()
         .map(|(key, pts)| {
-            let mut label = format!("{} {}", key.model, key.variant);
+            let mut label = format!("{} {}", key.model, key.method);
             if by_batch {
                 label += &format!(" B={}", key.batch);
             }
@@ -258,115 +254,111 @@ pub fn extract(records: &[Record], quantity: Quantity) -> Vec<Series> {
 }
 
 /// Prefill time (s) vs T, per (model, variant).
-pub fn prefill_time(records: &[Record]) -> Vec<Series> {
+pub fn prefill_time(records: &[ScalingRecord]) -> Vec<Series> {
     extract(records, Quantity::PrefillTime)
 }
 
 /// Prefill peak memory (bytes) vs T, per (model, variant).
-pub fn prefill_memory(records: &[Record]) -> Vec<Series> {
+pub fn prefill_memory(records: &[ScalingRecord]) -> Vec<Series> {
     extract(records, Quantity::PrefillMemory)
 }
 
 /// Per-token generation latency (s) vs position, per (model, variant).
-pub fn generation_latency(records: &[Record]) -> Vec<Series> {
+pub fn generation_latency(records: &[ScalingRecord]) -> Vec<Series> {
     extract(records, Quantity::GenerationLatency)
 }
 
 /// Cumulative generation time (s) vs tokens generated, per (model, variant).
-pub fn generation_cumulative(records: &[Record]) -> Vec<Series> {
+pub fn generation_cumulative(records: &[ScalingRecord]) -> Vec<Series> {
     extract(records, Quantity::GenerationCumulative)
 }
 
 /// State / KV-cache bytes vs tokens in context, per (model, variant).
-pub fn state_bytes(records: &[Record]) -> Vec<Series> {
+pub fn state_bytes(records: &[ScalingRecord]) -> Vec<Series> {
     extract(records, Quantity::StateBytes)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use lab_records::Model::{Rwkv, Transformer};
+    use lab_records::{Conditions, Kind, Measurement, ParamCount, Status};
 
     /// A minimal `ok` record for tests.
     pub(crate) fn rec(
-        kind: &str,
-        model: &str,
-        variant: &str,
+        kind: Kind,
+        model: Model,
+        method: &str,
         seq_len: usize,
         position: usize,
-    ) -> Record {
-        Record {
+    ) -> ScalingRecord {
+        // backend and dtype stay empty: series split by them only when they differ
+        let run = Conditions {
             study: "scaling".into(),
-            kind: kind.into(),
-            model: model.into(),
-            variant: variant.into(),
-            backend: "ndarray".into(),
-            dtype: "f32".into(),
             batch: 1,
-            seq_len,
-            position,
             d_model: 64,
-            n_layers: 2,
-            vocab: 256,
-            params: 100_000,
             repeats: 3,
-            median_s: None,
-            min_s: None,
-            max_s: None,
-            cumulative_s: None,
-            peak_bytes: None,
-            state_bytes: None,
-            status: "ok".into(),
-            estimate_bytes: None,
-            note: String::new(),
             git_rev: "abc".into(),
-            params_non_embedding: None,
-        }
+            ..Default::default()
+        };
+        let what = Measurement::new(kind, model, method, seq_len, position);
+        let params = ParamCount {
+            total: 100_000,
+            non_embedding: None,
+        };
+        ScalingRecord::new(&run, what, params)
     }
 
-    pub(crate) fn prefill(model: &str, variant: &str, t: usize, secs: f64, peak: u64) -> Record {
-        Record {
+    pub(crate) fn prefill(
+        model: Model,
+        method: &str,
+        t: usize,
+        secs: f64,
+        peak: u64,
+    ) -> ScalingRecord {
+        ScalingRecord {
             median_s: Some(secs),
             min_s: Some(secs),
             max_s: Some(secs),
             peak_bytes: Some(peak),
-            ..rec("prefill", model, variant, t, 0)
+            ..rec(Kind::Prefill, model, method, t, 0)
         }
     }
 
     pub(crate) fn generate(
-        model: &str,
-        variant: &str,
+        model: Model,
+        method: &str,
         prompt: usize,
         pos: usize,
         secs: f64,
         cum: f64,
         state: u64,
-    ) -> Record {
-        Record {
+    ) -> ScalingRecord {
+        ScalingRecord {
             median_s: Some(secs),
             cumulative_s: Some(cum),
             state_bytes: Some(state),
             peak_bytes: Some(1000),
-            ..rec("generate", model, variant, prompt + pos, pos)
+            ..rec(Kind::Generate, model, method, prompt + pos, pos)
         }
     }
 
     #[test]
     fn prefill_series_per_model_variant_sorted() {
         let mut rs = vec![
-            prefill("transformer", "explicit", 128, 4.0, 40),
-            prefill("rwkv", "scan", 256, 2.0, 20),
-            prefill("rwkv", "chunked:64", 128, 1.5, 15),
-            prefill("rwkv", "scan", 128, 1.0, 10),
-            prefill("rwkv", "chunked:16", 128, 1.5, 15),
-            prefill("rwkv", "parallel", 128, 3.0, 30),
-            generate("rwkv", "rnn", 0, 1, 0.1, 0.1, 64),
+            prefill(Transformer, "explicit", 128, 4.0, 40),
+            prefill(Rwkv, "scan", 256, 2.0, 20),
+            prefill(Rwkv, "chunked:64", 128, 1.5, 15),
+            prefill(Rwkv, "scan", 128, 1.0, 10),
+            prefill(Rwkv, "chunked:16", 128, 1.5, 15),
+            prefill(Rwkv, "parallel", 128, 3.0, 30),
+            generate(Rwkv, "rnn", 0, 1, 0.1, 0.1, 64),
         ];
         // A skipped row has no timings and is left out.
-        rs.push(Record {
-            status: "skipped".into(),
+        rs.push(ScalingRecord {
+            status: Status::Skipped,
             median_s: None,
-            ..prefill("transformer", "explicit", 8192, 0.0, 0)
+            ..prefill(Transformer, "explicit", 8192, 0.0, 0)
         });
         let s = prefill_time(&rs);
         let labels: Vec<&str> = s.iter().map(|s| s.label.as_str()).collect();
@@ -390,11 +382,11 @@ pub(crate) mod tests {
     #[test]
     fn later_duplicate_wins_and_missing_values_skip() {
         let rs = vec![
-            prefill("rwkv", "scan", 128, 1.0, 10),
-            prefill("rwkv", "scan", 128, 0.5, 10),
-            Record {
+            prefill(Rwkv, "scan", 128, 1.0, 10),
+            prefill(Rwkv, "scan", 128, 0.5, 10),
+            ScalingRecord {
                 peak_bytes: None,
-                ..prefill("rwkv", "scan", 256, 2.0, 0)
+                ..prefill(Rwkv, "scan", 256, 2.0, 0)
             },
         ];
         assert_eq!(
@@ -408,17 +400,9 @@ pub(crate) mod tests {
     fn generation_series() {
         let mut rs = Vec::new();
         for pos in 1..=4 {
+            rs.push(generate(Rwkv, "rnn", 8, pos, 0.01, 0.01 * pos as f64, 512));
             rs.push(generate(
-                "rwkv",
-                "rnn",
-                8,
-                pos,
-                0.01,
-                0.01 * pos as f64,
-                512,
-            ));
-            rs.push(generate(
-                "transformer",
+                Transformer,
                 "kv-cache",
                 8,
                 pos,
@@ -446,13 +430,13 @@ pub(crate) mod tests {
     #[test]
     fn labels_split_only_when_needed() {
         let rs = vec![
-            prefill("rwkv", "scan", 128, 1.0, 10),
-            Record {
+            prefill(Rwkv, "scan", 128, 1.0, 10),
+            ScalingRecord {
                 batch: 4,
-                ..prefill("rwkv", "scan", 128, 3.0, 10)
+                ..prefill(Rwkv, "scan", 128, 3.0, 10)
             },
-            generate("rwkv", "rnn", 8, 1, 0.01, 0.01, 512),
-            generate("rwkv", "rnn", 64, 1, 0.01, 0.01, 512),
+            generate(Rwkv, "rnn", 8, 1, 0.01, 0.01, 512),
+            generate(Rwkv, "rnn", 64, 1, 0.01, 0.01, 512),
         ];
         let labels: Vec<String> = prefill_time(&rs).into_iter().map(|s| s.label).collect();
         assert_eq!(labels, ["rwkv scan B=1", "rwkv scan B=4"]);

@@ -8,8 +8,10 @@ use lab_util::{fmt_bytes, fmt_count, fmt_seconds, sig3};
 use crate::analysis::Analysis;
 use crate::claims::Verdict;
 use crate::crossover::Crossover;
-use crate::record::{Meta, Record};
+use crate::fits::MIN_FIT_POINTS;
 use crate::series::Quantity;
+use lab_records::Model::{Rwkv, Transformer};
+use lab_records::{Meta, Model, Row, ScalingRecord, Status};
 
 /// The plot files the summary links, in order: (stem, title).
 pub const PLOTS: [(&str, &str); 4] = [
@@ -59,13 +61,32 @@ pub fn code(s: &str) -> String {
     )
 }
 
+/// What the memory figures of a run count: the meter's description in `meta.json`. Older
+/// files lack it; on the CPU backends rwkv-lab has always counted heap allocations, so for
+/// those it is inferred (and said to be); otherwise it is unknown.
+pub fn memory_description(meta: Option<&Meta>) -> String {
+    match meta {
+        Some(m) if !m.memory.trim().is_empty() => m.memory.trim().to_string(),
+        Some(m) if matches!(m.backend.as_str(), "ndarray" | "flex") => {
+            "peak heap bytes allocated during the call (CPU backend; inferred, this meta.json \
+             predates the `memory` field)"
+                .into()
+        }
+        _ => "unknown (meta.json does not say what the memory figures count)".into(),
+    }
+}
+
 fn or_unknown(s: &str) -> &str {
     if s.trim().is_empty() { "unknown" } else { s }
 }
 
 /// Renders `summary.md` from the records, their analysis, and `meta.json` (None when the
 /// run left none: its fields read "unknown").
-pub fn render_summary(records: &[Record], meta: Option<&Meta>, analysis: &Analysis) -> String {
+pub fn render_summary(
+    records: &[ScalingRecord],
+    meta: Option<&Meta>,
+    analysis: &Analysis,
+) -> String {
     let mut md = String::new();
     let studies: BTreeSet<&str> = records
         .iter()
@@ -92,7 +113,7 @@ pub fn render_summary(records: &[Record], meta: Option<&Meta>, analysis: &Analys
     md
 }
 
-fn provenance(md: &mut String, records: &[Record], meta: Option<&Meta>) {
+fn provenance(md: &mut String, records: &[ScalingRecord], meta: Option<&Meta>) {
     let _ = writeln!(md, "## Provenance\n");
     let unknown = Meta::default();
     let m = meta.unwrap_or(&unknown);
@@ -118,9 +139,12 @@ fn provenance(md: &mut String, records: &[Record], meta: Option<&Meta>) {
         m.versions.join(", ")
     };
     let (ok, skipped, error) = (
-        records.iter().filter(|r| r.status == "ok").count(),
-        records.iter().filter(|r| r.status == "skipped").count(),
-        records.iter().filter(|r| r.status == "error").count(),
+        records.iter().filter(|r| r.status == Status::Ok).count(),
+        records
+            .iter()
+            .filter(|r| r.status == Status::Skipped)
+            .count(),
+        records.iter().filter(|r| r.status == Status::Error).count(),
     );
     let other = records.len() - ok - skipped - error;
     let mut counts = format!(
@@ -131,7 +155,7 @@ fn provenance(md: &mut String, records: &[Record], meta: Option<&Meta>) {
         let _ = write!(counts, ", {other} other");
     }
     counts.push(')');
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         (
             "Command",
             if m.command.trim().is_empty() {
@@ -143,6 +167,7 @@ fn provenance(md: &mut String, records: &[Record], meta: Option<&Meta>) {
         ("Backend", cell(or_unknown(&m.backend))),
         ("Device", cell(or_unknown(&m.device))),
         ("Precision", cell(or_unknown(&m.dtype))),
+        ("Memory figures", cell(&memory_description(meta))),
         ("Seed", seed),
         (
             "Git revision",
@@ -189,19 +214,19 @@ fn provenance(md: &mut String, records: &[Record], meta: Option<&Meta>) {
     }
 }
 
-fn models(md: &mut String, records: &[Record]) {
+fn models(md: &mut String, records: &[ScalingRecord]) {
     let _ = writeln!(md, "## Models\n");
     // (model) -> distinct (params, d_model, n_layers, vocab, non-embedding params)
-    let mut by_model: BTreeMap<&str, BTreeSet<ModelSizes>> = BTreeMap::new();
+    let mut by_model: BTreeMap<Model, BTreeSet<ModelSizes>> = BTreeMap::new();
     // Rows that failed before the model existed may carry no sizes: skip them when others have.
-    let sized: Vec<&Record> = records.iter().filter(|r| r.params > 0).collect();
-    let rows: Vec<&Record> = if sized.is_empty() {
+    let sized: Vec<&ScalingRecord> = records.iter().filter(|r| r.params > 0).collect();
+    let rows: Vec<&ScalingRecord> = if sized.is_empty() {
         records.iter().collect()
     } else {
         sized
     };
     for r in rows {
-        by_model.entry(r.model.as_str()).or_default().insert((
+        by_model.entry(r.model).or_default().insert((
             r.params,
             r.d_model,
             r.n_layers,
@@ -219,27 +244,22 @@ fn models(md: &mut String, records: &[Record]) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {ne} | {d} | {l} | {v} |",
-                code(model),
+                code(model.as_str()),
                 fmt_count(*params)
             );
         }
     }
     md.push('\n');
-    let single = |m: &str| {
+    // the sizes of a model measured in one configuration only (else no comparison)
+    let only = |m: Model| {
         by_model
-            .get(m)
+            .get(&m)
             .filter(|c| c.len() == 1)
             .and_then(|c| c.first())
-            .map(|c| c.0)
     };
-    let single_ne = |m: &str| {
-        by_model
-            .get(m)
-            .filter(|c| c.len() == 1)
-            .and_then(|c| c.first())
-            .and_then(|c| c.4)
-    };
-    if let (Some(rwkv), Some(tf)) = (single_ne("rwkv"), single_ne("transformer"))
+    let single = |m: Model| only(m).map(|c| c.0);
+    let single_ne = |m: Model| only(m).and_then(|c| c.4);
+    if let (Some(rwkv), Some(tf)) = (single_ne(Rwkv), single_ne(Transformer))
         && tf > 0
     {
         let rel = (rwkv as f64 - tf as f64) / tf as f64;
@@ -259,7 +279,7 @@ fn models(md: &mut String, records: &[Record]) {
             rel * 100.0
         );
     }
-    match (single("rwkv"), single("transformer")) {
+    match (single(Rwkv), single(Transformer)) {
         (Some(rwkv), Some(tf)) if tf > 0 => {
             let rel = (rwkv as f64 - tf as f64) / tf as f64;
             let word = if rel >= 0.0 { "more" } else { "fewer" };
@@ -271,7 +291,7 @@ fn models(md: &mut String, records: &[Record]) {
                 rel * 100.0
             );
         }
-        _ if by_model.contains_key("rwkv") && by_model.contains_key("transformer") => {
+        _ if by_model.contains_key(&Rwkv) && by_model.contains_key(&Transformer) => {
             let _ = writeln!(
                 md,
                 "The records hold several configurations of a model; compare parameters per row above.\n"
@@ -293,7 +313,9 @@ fn exponents(md: &mut String, analysis: &Analysis) {
          matter least. Claims: RWKV paper (Peng et al. 2023), Table 1 (RWKV time O(T·d), inference \
          memory O(d); Transformer time O(T²·d), memory O(T² + T·d)) and its cumulative \
          text-generation time figure. \"Super-linear\" needs k > 1.1, above the ±0.1 band that \
-         counts as linear.\n"
+         counts as linear. A fit needs at least {MIN_FIT_POINTS} distinct x in that range (two \
+         points fit any line exactly, R² = 1); with fewer the series has no fit: no exponent, \
+         no R², neither pass nor fail.\n"
     );
     if analysis.fits.is_empty() {
         let _ = writeln!(md, "No series to fit: no `ok` measurement has timings.\n");
@@ -322,7 +344,7 @@ fn exponents(md: &mut String, analysis: &Analysis) {
             None => (
                 "—".into(),
                 "—".into(),
-                format!("0 / {}", row.n_measured),
+                format!("— / {}", row.n_measured),
                 "—".into(),
             ),
         };
@@ -337,7 +359,10 @@ fn exponents(md: &mut String, analysis: &Analysis) {
         let mut verdict = match row.verdict {
             Verdict::Pass => "✅ pass".to_string(),
             Verdict::Fail => "❌ FAIL".to_string(),
-            Verdict::NoFit => "n/a (fewer than 3 distinct x)".to_string(),
+            Verdict::NoFit => format!(
+                "no fit ({} point(s) in the upper half; a fit needs {MIN_FIT_POINTS})",
+                row.n_in_range
+            ),
             Verdict::NoTarget => "— (reference only)".to_string(),
         };
         if row.poor_fit() {
@@ -394,21 +419,17 @@ fn crossover_section(md: &mut String, crossovers: &[Crossover]) {
                 fmt_count(p.t as u64),
                 fmt_seconds(p.transformer_s),
                 fmt_seconds(p.rwkv_s),
-                code(&p.rwkv_variant)
+                code(&p.rwkv_method)
             );
         }
     }
     md.push('\n');
 }
 
-fn skipped(md: &mut String, records: &[Record]) {
+fn skipped(md: &mut String, records: &[ScalingRecord]) {
     let _ = writeln!(md, "## Skipped and failed measurements\n");
-    let measured: HashSet<String> = records
-        .iter()
-        .filter(|r| r.is_ok())
-        .map(Record::key)
-        .collect();
-    let (superseded, rows): (Vec<&Record>, Vec<&Record>) = records
+    let measured: HashSet<String> = records.iter().filter(|r| r.is_ok()).map(Row::key).collect();
+    let (superseded, rows): (Vec<&ScalingRecord>, Vec<&ScalingRecord>) = records
         .iter()
         .filter(|r| !r.is_ok())
         .partition(|r| measured.contains(&r.key()));
@@ -433,10 +454,10 @@ fn skipped(md: &mut String, records: &[Record]) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {} | {pos} | {est} | {} |",
-                cell(&r.status),
-                cell(&r.kind),
-                code(&r.model),
-                code(&r.variant),
+                cell(r.status.as_str()),
+                cell(r.kind.as_str()),
+                code(r.model.as_str()),
+                code(&r.method),
                 r.batch,
                 fmt_count(r.seq_len as u64),
                 cell(&r.note)
@@ -466,7 +487,8 @@ fn plots(md: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::series::tests::{generate, prefill};
+    use crate::series::tests::{generate, prefill, rec};
+    use lab_records::Kind;
 
     #[test]
     fn formatting() {
@@ -477,18 +499,18 @@ mod tests {
         assert_eq!(fmt_k(-0.001), "0.00");
     }
 
-    fn study() -> Vec<Record> {
+    fn study() -> Vec<ScalingRecord> {
         let mut rs = Vec::new();
         for t in [64usize, 128, 256, 512, 1024] {
             let x = t as f64;
-            rs.push(Record {
+            rs.push(ScalingRecord {
                 params: 1_010_000,
-                ..prefill("rwkv", "scan", t, 1e-5 * x, 1000 * t as u64)
+                ..prefill(Rwkv, "scan", t, 1e-5 * x, 1000 * t as u64)
             });
-            rs.push(Record {
+            rs.push(ScalingRecord {
                 params: 1_000_000,
                 ..prefill(
-                    "transformer",
+                    Transformer,
                     "explicit",
                     t,
                     4e-8 * x * x,
@@ -498,14 +520,14 @@ mod tests {
         }
         for n in 1..=8usize {
             let x = n as f64;
-            rs.push(Record {
+            rs.push(ScalingRecord {
                 params: 1_010_000,
-                ..generate("rwkv", "rnn", 1, n, 1e-3, 1e-3 * x, 4096)
+                ..generate(Rwkv, "rnn", 1, n, 1e-3, 1e-3 * x, 4096)
             });
-            rs.push(Record {
+            rs.push(ScalingRecord {
                 params: 1_000_000,
                 ..generate(
-                    "transformer",
+                    Transformer,
                     "kv-cache",
                     1,
                     n,
@@ -515,18 +537,18 @@ mod tests {
                 )
             });
         }
-        rs.push(Record {
-            status: "skipped".into(),
+        rs.push(ScalingRecord {
+            status: Status::Skipped,
             estimate_bytes: Some(3 << 30),
             note: "estimate 3 GiB over the 2 GiB budget | memory".into(),
             params: 1_000_000,
-            ..crate::series::tests::rec("prefill", "transformer", "explicit", 65536, 0)
+            ..rec(Kind::Prefill, Transformer, "explicit", 65536, 0)
         });
-        rs.push(Record {
-            status: "error".into(),
+        rs.push(ScalingRecord {
+            status: Status::Error,
             note: "transient".into(),
             params: 1_010_000,
-            ..crate::series::tests::rec("prefill", "rwkv", "scan", 64, 0)
+            ..rec(Kind::Prefill, Rwkv, "scan", 64, 0)
         });
         rs
     }
@@ -546,6 +568,7 @@ mod tests {
             machine: "2 cores".into(),
             started: "2026-01-01T00:00:00Z".into(),
             finished: String::new(),
+            ..Default::default()
         };
         let a = Analysis::new(&rs);
         let md = render_summary(&rs, Some(&meta), &a);
@@ -589,14 +612,14 @@ mod tests {
 
     #[test]
     fn summary_without_meta_or_failures() {
-        let rs: Vec<Record> = study().into_iter().filter(|r| r.is_ok()).collect();
+        let rs: Vec<ScalingRecord> = study().into_iter().filter(|r| r.is_ok()).collect();
         let md = render_summary(&rs, None, &Analysis::new(&rs));
         assert!(md.contains("No `meta.json` was found"));
         assert!(md.contains("| Command | unknown |"));
         assert!(md.contains("| Seed | unknown |"));
         assert!(md.contains("None: every measurement ran."));
         // Only prefill: generation quantities are reported missing, fits stay.
-        let pre: Vec<Record> = rs.into_iter().filter(|r| r.is_prefill()).collect();
+        let pre: Vec<ScalingRecord> = rs.into_iter().filter(|r| r.is_prefill()).collect();
         let md = render_summary(&pre, None, &Analysis::new(&pre));
         assert!(md.contains("No measurements of: per-token latency vs position; cumulative generation time vs tokens"), "{md}");
     }

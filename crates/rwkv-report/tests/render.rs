@@ -3,45 +3,42 @@
 use std::fs;
 use std::path::Path;
 
-use rwkv_report::{CrossoverKind, Meta, Quantity, Record, ReportError, Verdict, render};
+use lab_records::Model::{Rwkv, Transformer};
+use lab_records::{
+    Conditions, Kind, Measurement, Model, ParamCount, RecordsError, Status, StudyDir,
+};
+use rwkv_report::{CrossoverKind, Meta, Quantity, ReportError, ScalingRecord, Verdict, render};
 
-fn base(kind: &str, model: &str, variant: &str, seq_len: usize, position: usize) -> Record {
-    Record {
+fn base(kind: Kind, model: Model, method: &str, seq_len: usize, position: usize) -> ScalingRecord {
+    let run = Conditions {
         study: "scaling".into(),
-        kind: kind.into(),
-        model: model.into(),
-        variant: variant.into(),
         backend: "ndarray".into(),
         dtype: "f32".into(),
         batch: 1,
-        seq_len,
-        position,
         d_model: 128,
         n_layers: 4,
         vocab: 512,
-        params: if model == "rwkv" {
-            1_250_000
-        } else {
-            1_200_000
-        },
         repeats: 5,
-        median_s: None,
-        min_s: None,
-        max_s: None,
-        cumulative_s: None,
-        peak_bytes: None,
-        state_bytes: None,
-        status: "ok".into(),
-        estimate_bytes: Some(1 << 20),
-        note: String::new(),
         git_rev: "40c9f9e".into(),
-        params_non_embedding: None,
+    };
+    let what = Measurement::new(kind, model, method, seq_len, position);
+    let total = if model == Rwkv { 1_250_000 } else { 1_200_000 };
+    ScalingRecord {
+        estimate_bytes: Some(1 << 20),
+        ..ScalingRecord::new(
+            &run,
+            what,
+            ParamCount {
+                total,
+                non_embedding: None,
+            },
+        )
     }
 }
 
 /// RWKV ~ T¹, transformer ~ T² (with a little deterministic jitter), a skipped row, and
 /// generation with RWKV linear / transformer quadratic cumulative time.
-fn synthetic() -> Vec<Record> {
+fn synthetic() -> Vec<ScalingRecord> {
     let jitter = |i: usize| 1.0 + 0.01 * [0.3, -0.5, 0.8, -0.2, 0.1, -0.7, 0.4][i % 7];
     let mut rs = Vec::new();
     for (i, t) in [64usize, 128, 256, 512, 1024, 2048, 4096]
@@ -51,53 +48,65 @@ fn synthetic() -> Vec<Record> {
         let x = t as f64;
         for (variant, c) in [("chunked:64", 2.0e-5), ("scan", 3.0e-5)] {
             let s = c * x * jitter(i);
-            rs.push(Record {
+            rs.push(ScalingRecord {
                 median_s: Some(s),
                 min_s: Some(0.95 * s),
                 max_s: Some(1.1 * s),
                 peak_bytes: Some(4096 * t as u64),
                 state_bytes: Some(20_480),
-                ..base("prefill", "rwkv", variant, t, 0)
+                ..base(Kind::Prefill, Rwkv, variant, t, 0)
             });
         }
         let s = 1.0e-7 * x * x * jitter(i + 3);
-        rs.push(Record {
+        rs.push(ScalingRecord {
             median_s: Some(s),
             min_s: Some(s),
             max_s: Some(s),
             peak_bytes: Some(16 * (t * t) as u64 + 64 * t as u64),
             state_bytes: Some(4096 * t as u64),
-            ..base("prefill", "transformer", "explicit", t, 0)
+            ..base(Kind::Prefill, Transformer, "explicit", t, 0)
         });
     }
-    rs.push(Record {
-        status: "skipped".into(),
+    rs.push(ScalingRecord {
+        status: Status::Skipped,
         estimate_bytes: Some(80 << 30),
         note: "estimated 80 GiB exceeds the 16 GiB budget".into(),
-        ..base("prefill", "transformer", "explicit", 65536, 0)
+        ..base(Kind::Prefill, Transformer, "explicit", 65536, 0)
     });
     let prompt = 16;
     for n in 1..=64usize {
         let x = n as f64;
-        rs.push(Record {
+        rs.push(ScalingRecord {
             median_s: Some(1e-3),
             cumulative_s: Some(1e-3 * x),
             state_bytes: Some(20_480),
             peak_bytes: Some(8192),
-            ..base("generate", "rwkv", "rnn", prompt + n, n)
+            ..base(Kind::Generate, Rwkv, "rnn", prompt + n, n)
         });
-        rs.push(Record {
+        rs.push(ScalingRecord {
             median_s: Some(1e-4 * x),
             cumulative_s: Some(5e-5 * x * (x + 1.0)),
             state_bytes: Some(4096 * (prompt + n) as u64),
             peak_bytes: Some(8192),
-            ..base("generate", "transformer", "kv-cache", prompt + n, n)
+            ..base(Kind::Generate, Transformer, "kv-cache", prompt + n, n)
         });
     }
     rs
 }
 
-fn write_csv(dir: &Path, records: &[Record]) {
+/// A temporary study folder (marked as made by rwkv-lab).
+fn study_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    StudyDir::for_writing(dir.path()).unwrap();
+    dir
+}
+
+fn write_meta(dir: &Path, meta: &Meta) {
+    let text = serde_json::to_string_pretty(meta).unwrap();
+    fs::write(dir.join("meta.json"), text).unwrap();
+}
+
+fn write_csv(dir: &Path, records: &[ScalingRecord]) {
     let mut w = csv::Writer::from_path(dir.join("records.csv")).unwrap();
     for r in records {
         w.serialize(r).unwrap();
@@ -123,7 +132,7 @@ fn exponent(md: &str, measurement: &str, series: &str) -> f64 {
 
 #[test]
 fn renders_summary_and_plots() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     write_csv(dir.path(), &synthetic());
     let meta = Meta {
         command: "rwkv-lab study run experiments/scaling.yaml --out runs/scaling".into(),
@@ -137,12 +146,9 @@ fn renders_summary_and_plots() {
         machine: "test machine".into(),
         started: "2026-01-01T00:00:00Z".into(),
         finished: "2026-01-01T01:00:00Z".into(),
+        ..Default::default()
     };
-    fs::write(
-        dir.path().join("meta.json"),
-        serde_json::to_string_pretty(&meta).unwrap(),
-    )
-    .unwrap();
+    write_meta(dir.path(), &meta);
 
     let out = render(dir.path()).unwrap();
     let names: Vec<String> = out
@@ -181,60 +187,34 @@ fn renders_summary_and_plots() {
             _ => {}
         }
     }
-    assert!(out.has_meta);
+    assert!(
+        out.has_meta && out.warnings.is_empty(),
+        "{:?}",
+        out.warnings
+    );
     assert_eq!(out.n_records, synthetic().len());
 
     let md = fs::read_to_string(&out.summary).unwrap();
-    let near = |k: f64, want: f64, what: &str| {
-        assert!(
-            (k - want).abs() <= 0.05,
-            "{what}: k = {k}, want {want}\n{md}"
-        )
-    };
-    near(
-        exponent(&md, "prefill time vs T", "rwkv chunked:64"),
-        1.0,
-        "rwkv chunked time",
-    );
-    near(
-        exponent(&md, "prefill time vs T", "rwkv scan"),
-        1.0,
-        "rwkv scan time",
-    );
-    near(
-        exponent(&md, "prefill time vs T", "transformer explicit"),
-        2.0,
-        "transformer time",
-    );
-    near(
-        exponent(&md, "prefill peak memory vs T", "rwkv scan"),
-        1.0,
-        "rwkv memory",
-    );
-    near(
-        exponent(&md, "prefill peak memory vs T", "transformer explicit"),
-        2.0,
-        "transformer memory",
-    );
-    near(
-        exponent(&md, "cumulative generation time vs tokens", "rwkv rnn"),
-        1.0,
-        "rwkv cumulative",
-    );
-    near(
-        exponent(&md, "state / KV-cache bytes vs context", "rwkv rnn"),
-        0.0,
-        "rwkv state",
-    );
-    near(
-        exponent(
-            &md,
+    for (measurement, series, want) in [
+        ("prefill time vs T", "rwkv chunked:64", 1.0),
+        ("prefill time vs T", "rwkv scan", 1.0),
+        ("prefill time vs T", "transformer explicit", 2.0),
+        ("prefill peak memory vs T", "rwkv scan", 1.0),
+        ("prefill peak memory vs T", "transformer explicit", 2.0),
+        ("cumulative generation time vs tokens", "rwkv rnn", 1.0),
+        ("state / KV-cache bytes vs context", "rwkv rnn", 0.0),
+        (
             "state / KV-cache bytes vs context",
             "transformer kv-cache",
+            1.0,
         ),
-        1.0,
-        "kv cache",
-    );
+    ] {
+        let k = exponent(&md, measurement, series);
+        assert!(
+            (k - want).abs() <= 0.05,
+            "{measurement}, {series}: k = {k}, want {want}\n{md}"
+        );
+    }
     assert!(
         exponent(
             &md,
@@ -295,12 +275,70 @@ fn renders_summary_and_plots() {
     render(dir.path()).unwrap();
 }
 
+/// The memory plot says what was measured (from meta.json), each axis has one unit stated
+/// in its title, and series with the same values are named as such.
+#[test]
+fn plots_state_units_and_what_is_measured() {
+    let dir = study_dir();
+    let mut records = synthetic();
+    // the fused path measured exactly what the explicit one did (as on a CPU backend
+    // whose fused attention falls back to the explicit one)
+    let fused: Vec<ScalingRecord> = records
+        .iter()
+        .filter(|r| r.kind == Kind::Prefill && r.method == "explicit")
+        .map(|r| ScalingRecord {
+            method: "fused".into(),
+            ..r.clone()
+        })
+        .collect();
+    records.extend(fused);
+    write_csv(dir.path(), &records);
+    let meta = Meta {
+        backend: "wgpu".into(),
+        memory: "device memory reserved by the allocator".into(),
+        ..Default::default()
+    };
+    write_meta(dir.path(), &meta);
+    render(dir.path()).unwrap();
+    let svg = |stem: &str| fs::read_to_string(dir.path().join(format!("{stem}.svg"))).unwrap();
+    let memory = svg("prefill_memory");
+    assert!(
+        memory.contains("measured: device memory reserved by the allocator"),
+        "{memory}"
+    );
+    assert!(
+        memory.contains("same values as transformer explicit"),
+        "{memory}"
+    );
+    // synthetic peaks span about 300 KiB to 256 MiB: one unit, in the axis title only
+    assert!(memory.contains("peak memory (MiB)"), "{memory}");
+    assert!(
+        !memory.contains(" MiB<") && !memory.contains(" KiB<"),
+        "{memory}"
+    );
+    let time = svg("prefill_time");
+    assert!(time.contains("median time per forward (ms)"), "{time}");
+    assert!(!time.contains(" ms<") && !time.contains(" µs<"), "{time}");
+    assert!(!time.contains("measured:"), "{time}");
+    let md = fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        md.contains("| Memory figures | device memory reserved by the allocator |"),
+        "{md}"
+    );
+}
+
 #[test]
 fn meta_is_optional() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     write_csv(dir.path(), &synthetic());
     let out = render(dir.path()).unwrap();
     assert!(!out.has_meta);
+    // returned for the caller to print (the library never prints)
+    assert!(
+        out.warnings.len() == 1 && out.warnings[0].contains("meta.json: not found"),
+        "{:?}",
+        out.warnings
+    );
     let md = fs::read_to_string(&out.summary).unwrap();
     assert!(
         md.contains("| Command | unknown |") && md.contains("| Machine | unknown |"),
@@ -310,13 +348,13 @@ fn meta_is_optional() {
 
 #[test]
 fn only_skipped_rows_still_render() {
-    let dir = tempfile::tempdir().unwrap();
-    let skipped: Vec<Record> = [1024usize, 2048, 4096]
+    let dir = study_dir();
+    let skipped: Vec<ScalingRecord> = [1024usize, 2048, 4096]
         .into_iter()
-        .map(|t| Record {
-            status: "skipped".into(),
+        .map(|t| ScalingRecord {
+            status: Status::Skipped,
             note: "over budget".into(),
-            ..base("prefill", "transformer", "explicit", t, 0)
+            ..base(Kind::Prefill, Transformer, "explicit", t, 0)
         })
         .collect();
     write_csv(dir.path(), &skipped);
@@ -335,11 +373,14 @@ fn only_skipped_rows_still_render() {
 
 #[test]
 fn errors_name_the_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = study_dir();
     let csv = dir.path().join("records.csv");
 
     let e = render(dir.path()).unwrap_err();
-    assert!(matches!(e, ReportError::MissingRecords { .. }), "{e:?}");
+    assert!(
+        matches!(e, ReportError::Records(RecordsError::NotFound { .. })),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("records.csv: not found"), "{e}");
 
     // Header only.
@@ -352,12 +393,15 @@ fn errors_name_the_file() {
         .to_string();
     fs::write(&csv, format!("{header}\n")).unwrap();
     let e = render(dir.path()).unwrap_err();
-    assert!(matches!(e, ReportError::EmptyRecords { .. }), "{e:?}");
+    assert!(
+        matches!(e, ReportError::Records(RecordsError::Empty { .. })),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("records.csv: no records"), "{e}");
     fs::write(&csv, "").unwrap();
     assert!(matches!(
         render(dir.path()).unwrap_err(),
-        ReportError::EmptyRecords { .. }
+        ReportError::Records(RecordsError::Empty { .. })
     ));
 
     // A malformed third row (line 4): a number that is not one.
@@ -370,7 +414,13 @@ fn errors_name_the_file() {
     fs::write(&csv, lines.join("\n") + "\n").unwrap();
     let e = render(dir.path()).unwrap_err();
     let msg = e.to_string();
-    assert!(matches!(e, ReportError::Csv { line: Some(4), .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ReportError::Records(RecordsError::Csv { line: Some(4), .. })
+        ),
+        "{e:?}"
+    );
     assert!(
         msg.contains("records.csv: line 4: field 8 (`seq_len`)"),
         "{msg}"
@@ -387,7 +437,29 @@ fn errors_name_the_file() {
     fs::write(dir.path().join("meta.json"), "{ not json").unwrap();
     let e = render(dir.path()).unwrap_err();
     assert!(
-        matches!(e, ReportError::Meta { .. }) && e.to_string().contains("meta.json"),
+        matches!(e, ReportError::Records(RecordsError::Meta { .. }))
+            && e.to_string().contains("meta.json"),
         "{e}"
     );
+}
+
+#[test]
+fn foreign_folders_are_refused_and_left_alone() {
+    // A folder rwkv-lab did not make, even one holding a records.csv: nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("thesis.tex"), "mine").unwrap();
+    write_csv(dir.path(), &synthetic());
+    fs::write(dir.path().join("summary.md"), "my notes").unwrap();
+    let e = render(dir.path()).unwrap_err();
+    assert!(
+        matches!(e, ReportError::Records(RecordsError::NotAStudy { .. }))
+            && e.to_string().contains("not a study folder"),
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("summary.md")).unwrap(),
+        "my notes"
+    );
+    assert!(!dir.path().join("prefill_time.png").exists());
+    assert!(render(&dir.path().join("missing")).is_err());
 }
