@@ -69,6 +69,10 @@ pub struct Block<B: Backend> {
     pub ln2: LayerNorm<B>,
     /// The MLP.
     pub mlp: Mlp<B>,
+    /// The LayerNorms' epsilon (`TransformerConfig::layer_norm_eps`; Burn keeps its own
+    /// private).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 /// The baseline GPT-style decoder.
@@ -142,10 +146,10 @@ fn explicit_attention<B: Backend>(
         scores
     };
     // Every row keeps its diagonal, so the max is finite and the sum ≥ 1: no NaN.
-    // A true division, not `recip()` (ndarray's f32 recip is an approximation).
+    // True divisions only, also in the gradient (see `lab_util::div`).
     let max = scores.clone().max_dim(3).detach();
     let e = (scores - max).exp();
-    let weights = e.clone() / e.sum_dim(3);
+    let weights = lab_util::div(e.clone(), e.sum_dim(3));
     weights.matmul(v)
 }
 
@@ -238,9 +242,12 @@ impl<B: Backend> Block<B> {
         past: Option<LayerKv<B>>,
         path: AttentionPath,
     ) -> (Tensor<B, 3>, LayerKv<B>) {
-        let (att, kv) = self.attn.forward(self.ln1.forward(x.clone()), past, path);
+        let eps = self.layer_norm_eps;
+        let (att, kv) = self
+            .attn
+            .forward(lab_util::layer_norm(&self.ln1, x.clone(), eps), past, path);
         let x = x + att;
-        let x = x.clone() + self.mlp.forward(self.ln2.forward(x));
+        let x = x.clone() + self.mlp.forward(lab_util::layer_norm(&self.ln2, x, eps));
         (x, kv)
     }
 }
@@ -403,7 +410,8 @@ impl<B: Backend> Transformer<B> {
             x = y;
             layers.push(kv);
         }
-        Ok((self.head.forward(self.ln_f.forward(x)), layers))
+        let x = lab_util::layer_norm(&self.ln_f, x, self.config.layer_norm_eps);
+        Ok((self.head.forward(x), layers))
     }
 
     /// A non-empty cache must come from a model of this shape and match the batch.
@@ -665,6 +673,7 @@ impl TransformerConfig {
                 proj: linear(init, f, d, true, true),
             };
             blocks.push(Block {
+                layer_norm_eps: eps,
                 ln1,
                 attn,
                 ln2,

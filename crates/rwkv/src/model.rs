@@ -73,6 +73,9 @@ pub struct Block<B: Backend> {
     pub att: TimeMix<B>,
     /// Channel mixing.
     pub ffn: ChannelMix<B>,
+    /// The LayerNorms' epsilon (`RwkvConfig::layer_norm_eps`; Burn keeps its own private).
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 /// The RWKV-4 language model.
@@ -102,10 +105,10 @@ pub struct Rwkv<B: Backend> {
 /// f64 formula on [-10, 10]: 1.5e-7 relative error in f32 (Burn's: 5.2e-7).
 pub fn sigmoid<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let e_pos = x.clone().clamp_min(-1.0).neg().exp(); // e^{-x}, used for x >= 0
-    // a true division: ndarray's f32 `recip` is an approximation (4.7e-5 relative error)
+    // true divisions only, also in the gradient (see `lab_util::div`)
     let positive = e_pos.ones_like() / (e_pos + 1.0);
     let e_neg = x.clone().clamp_max(1.0).exp(); // e^{x}, used for x < 0
-    let negative = e_neg.clone() / (e_neg + 1.0);
+    let negative = lab_util::div(e_neg.clone(), e_neg + 1.0);
     positive.mask_where(x.lower_elem(0.0), negative)
 }
 
@@ -226,11 +229,11 @@ impl<B: WkvBackend> Block<B> {
         mode: WkvMode,
     ) -> Result<(Tensor<B, 3>, LayerState<B>)> {
         let x = match &self.ln0 {
-            Some(ln0) => ln0.forward(x),
+            Some(ln0) => lab_util::layer_norm(ln0, x, self.layer_norm_eps),
             None => x,
         };
         let (att, att_shift, wkv) = self.att.forward(
-            self.ln1.forward(x.clone()),
+            lab_util::layer_norm(&self.ln1, x.clone(), self.layer_norm_eps),
             state.att_shift,
             state.wkv,
             mode,
@@ -238,7 +241,10 @@ impl<B: WkvBackend> Block<B> {
         let x = x + att;
         let (ffn, ffn_shift) = self
             .ffn
-            .forward(self.ln2.forward(x.clone()), state.ffn_shift);
+            .forward(
+                lab_util::layer_norm(&self.ln2, x.clone(), self.layer_norm_eps),
+                state.ffn_shift,
+            );
         Ok((
             x + ffn,
             LayerState {
@@ -289,7 +295,11 @@ impl<B: WkvBackend> Rwkv<B> {
         }
         debug_assert_eq!(x.dims()[1], time);
         Ok((
-            self.head.forward(self.ln_out.forward(x)),
+            self.head.forward(lab_util::layer_norm(
+                &self.ln_out,
+                x,
+                self.config.layer_norm_eps,
+            )),
             RwkvState { layers },
         ))
     }
@@ -507,6 +517,7 @@ impl<B: Backend> Block<B> {
             None
         };
         Ok(Block {
+            layer_norm_eps: config.layer_norm_eps,
             ln0,
             ln1: values.layer_norm(config, p(P::Ln1Weight), p(P::Ln1Bias), device)?,
             ln2: values.layer_norm(config, p(P::Ln2Weight), p(P::Ln2Bias), device)?,

@@ -109,7 +109,7 @@ pub fn blocks<B: Backend>(
         .squeeze_dim::<4>(4)
         + e_state.clone() * aa.unsqueeze_dim::<4>(3);
     let den = e.sum_dim(4).squeeze_dim::<4>(4) + e_state * bb.unsqueeze_dim::<4>(3);
-    (num / den).swap_dims(2, 3)
+    lab_util::div(num, den).swap_dims(2, 3)
 }
 
 /// What a block contributes to the state at its end, as if it started empty:

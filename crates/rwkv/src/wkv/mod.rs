@@ -74,7 +74,7 @@ impl<B: Backend> WkvState<B> {
     /// and the log of the denominator. Needs `bb > 0` (true after the first token).
     pub fn canonical(&self) -> (Tensor<B, 2>, Tensor<B, 2>) {
         (
-            self.aa.clone() / self.bb.clone(),
+            lab_util::div(self.aa.clone(), self.bb.clone()),
             self.pp.clone() + self.bb.clone().log(),
         )
     }

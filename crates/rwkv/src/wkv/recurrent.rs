@@ -67,7 +67,10 @@ pub fn step<B: Backend>(
     let q = pp.clone().max_pair(uk.clone());
     let e1 = (pp.clone() - q.clone()).exp();
     let e2 = (uk - q).exp();
-    let y = (e1.clone() * aa.clone() + e2.clone() * v.clone()) / (e1 * bb.clone() + e2);
+    let y = lab_util::div(
+        e1.clone() * aa.clone() + e2.clone() * v.clone(),
+        e1 * bb.clone() + e2,
+    );
     // update
     let pw = pp + w.clone();
     let q = pw.clone().max_pair(k.clone());
