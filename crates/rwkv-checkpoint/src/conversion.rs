@@ -6,14 +6,16 @@
 //! random tokens must be bit-identical to the input's.
 //!
 //! ```no_run
-//! use burn::backend::NdArray;
-//! use rwkv_checkpoint::conversion::{Target, convert};
+//! use std::path::Path;
+//! use rwkv_checkpoint::conversion::{ConversionError, Target, convert};
 //!
-//! let input = std::path::Path::new("model.pth");
-//! let ckpt = rwkv_checkpoint::load(input).unwrap();
-//! let target = Target::plan(input, ckpt.format, "model-hf".as_ref(), None).unwrap();
-//! let check = convert::<NdArray<f32>>(&Default::default(), &ckpt, &target, 16).unwrap();
-//! assert!(check.identical());
+//! /// `model.pth` to a new Hugging Face folder, in the float type of `B`.
+//! fn to_hf<B: rwkv::WkvBackend>(device: &B::Device) -> Result<bool, ConversionError> {
+//!     let input = Path::new("model.pth");
+//!     let ckpt = rwkv_checkpoint::load(input)?;
+//!     let target = Target::plan(input, ckpt.format, Path::new("model-hf"), None)?;
+//!     Ok(convert::<B>(device, &ckpt, &target, 16)?.identical())
+//! }
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -254,6 +254,7 @@ impl Request {
 }
 
 /// The tokenizer in use.
+#[derive(Debug)]
 pub struct Text {
     /// Its file.
     pub path: PathBuf,
@@ -262,6 +263,7 @@ pub struct Text {
 }
 
 /// A request resolved and sized: everything checked, nothing large allocated yet.
+#[derive(Debug)]
 pub struct Prepared {
     /// The checkpoint, read and validated.
     pub checkpoint: Checkpoint,
@@ -550,5 +552,110 @@ impl Report {
     /// No check, or a check that passed.
     pub fn pass(&self) -> bool {
         self.check.as_ref().is_none_or(|c| c.pass)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    fn fixture(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(path)
+    }
+
+    #[test]
+    fn text_streams_whole_characters_and_the_tokenizer_is_found_next_to_the_model() {
+        let dir = fixture("tokenizer-tiny");
+        let found = tokenizer_path(None, &dir.join("model.safetensors")).unwrap();
+        assert_eq!(found, Some(dir.join("tokenizer.json")));
+        assert_eq!(tokenizer_path(Some(&dir), &dir).unwrap(), found);
+        assert_eq!(
+            tokenizer_path(None, &fixture("reference-tiny/model.pth")).unwrap(),
+            None
+        );
+        let e = tokenizer_path(Some(&dir.join("nope.json")), &dir).unwrap_err();
+        assert!(e.to_string().ends_with("nope.json: no such file"), "{e}");
+        let e = load_tokenizer(&fixture("reference-tiny/config.json")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot read as a Hugging Face tokenizer.json")
+        );
+
+        let tok = load_tokenizer(found.as_ref().unwrap()).unwrap();
+        let sentence = "café ☃ and more";
+        let ids = tok.encode(sentence, true).unwrap().get_ids().to_vec();
+        let mut stream = TextStream::new(&tok);
+        let mut out = String::new();
+        for &id in &ids {
+            if let Some(chunk) = stream.push(i64::from(id)) {
+                assert!(!chunk.contains('\u{FFFD}'), "{chunk:?}");
+                out.push_str(&chunk);
+            }
+        }
+        let (rest, full) = stream.finish().unwrap();
+        assert_eq!(format!("{out}{rest}"), sentence);
+        assert_eq!(full, sentence);
+    }
+
+    #[test]
+    fn prepare_refuses_with_the_reason_and_generate_checks_itself() {
+        let model = fixture("reference-tiny/model.pth");
+        let text = Request {
+            prompt: Some("Hello".into()),
+            ..Request::new(&model)
+        };
+        assert!(matches!(
+            prepare(&text),
+            Err(GenerateError::NoTokenizer { .. })
+        ));
+        let foreign = Request {
+            tokenizer: Some(fixture("tokenizer-tiny")),
+            ..text
+        };
+        let e = prepare(&foreign).unwrap_err();
+        assert!(
+            e.to_string().contains("does not belong to this model"),
+            "{e}"
+        );
+        let empty = Request::new(&model);
+        assert!(matches!(prepare(&empty), Err(GenerateError::EmptyPrompt)));
+        let tiny = Request {
+            tokens: vec![1],
+            memory_budget: 1024,
+            ..Request::new(&model)
+        };
+        assert!(matches!(
+            prepare(&tiny),
+            Err(GenerateError::ReadTooLarge { .. })
+        ));
+
+        let req = Request {
+            tokens: vec![1, 2, 3],
+            max_new: 6,
+            temperature: 0.0,
+            check: true,
+            ..Request::new(&model)
+        };
+        let prep = prepare(&req).unwrap();
+        assert!(prep.notes.is_empty() && prep.prompt_text.is_none());
+        let mut seen = Vec::new();
+        let out = generate::<NdArray<f32>>(&Default::default(), &req, &prep, |t| {
+            seen.push(t.token);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen, out.generation.tokens);
+        let report = Report::new(&req, &prep, &out, None, "ndarray", "f32");
+        assert!(report.pass(), "{report:?}");
+        assert_eq!(report.check.as_ref().unwrap().first_mismatch, None);
+        assert_eq!(report.generated.len(), 6);
+        // a check that picks another token fails, naming where
+        let mut other = out.check.clone().unwrap();
+        other.tokens[2] += 1;
+        let c = CheckReport::compare(&out.generation, &other, WkvMode::Parallel);
+        assert_eq!((c.pass, c.first_mismatch), (false, Some(2)));
     }
 }
