@@ -43,6 +43,14 @@ impl Dtype {
             Dtype::F64 => "f64",
         }
     }
+
+    /// Bytes of one value.
+    pub fn element_bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F64 => 8,
+        }
+    }
 }
 
 /// A backend the CLI can run, with the way its peak memory is metered.

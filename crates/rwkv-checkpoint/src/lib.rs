@@ -9,8 +9,12 @@
 //! the dimensions (`infer.rs`), check the key set against the parameter table of
 //! [`rwkv::params`] (`check.rs`, with the file layouts of `layout.rs`), check `config.json`
 //! (`hf_config.rs`), convert (`convert.rs`).
+//!
+//! Converting between the two layouts, checked by a bit-identical round trip, is
+//! [`conversion`].
 
 mod check;
+pub mod conversion;
 mod convert;
 mod detect;
 mod error;
