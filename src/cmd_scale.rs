@@ -67,18 +67,6 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Writes summary.md and the plots into DIR, which must be a study folder written by rwkv-lab \
-(any other folder is refused).
-
-Example:
-  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
-pub struct ReportArgs {
-    /// A study folder holding records.csv (and meta.json).
-    pub dir: PathBuf,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "\
 Runs the quick equivalence check (verify --random in f32 and f64, and the shipped reference \
 checkpoint against its third-party outputs) and the quick scaling study, then prints where the \
 report is. Each run writes a new folder OUT/run-<UTC time>/ (the study in its scaling-quick/); \
@@ -275,7 +263,9 @@ pub fn render(dir: &Path) -> Result<()> {
     for w in &output.warnings {
         eprintln!("warning: {w}");
     }
-    println!("\nfitted log-log exponents (upper half of the T range):");
+    if !output.fits.is_empty() {
+        println!("\nfitted log-log exponents (upper half of the T range):");
+    }
     for f in &output.fits {
         println!("  {f}");
     }
