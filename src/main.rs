@@ -60,7 +60,7 @@ enum Command {
     Ablate(cmd_ablate::AblateArgs),
     /// Re-render plots and summary.md of a study folder from its records (or merge ablation shards).
     Report(cmd_ablate::ReportArgs),
-    /// Quick equivalence checks and the quick scaling study, then where the report is.
+    /// Quick equivalence checks, the quick scaling study and an ablation smoke test, then where the reports are.
     Reproduce(cmd_scale::ReproduceArgs),
 }
 
