@@ -357,6 +357,38 @@ fn report_of_shard_folders_merges_and_lists_missing_runs() {
 }
 
 #[test]
+fn a_failing_run_is_recorded_and_the_study_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = parse(&TINY.replace("steps: 8", "steps: 4")).unwrap();
+    let dir = tmp.path().join("s");
+    // a file where the checkpoints folder goes: every checkpoint write fails
+    StudyDir::for_writing(&dir).unwrap();
+    std::fs::write(dir.join("checkpoints"), "in the way").unwrap();
+    let out = run(&spec, &dir, None, false, None);
+    assert_eq!((out.runs, out.finished, out.failed.len()), (4, 0, 4));
+    let rows: Vec<AblationRow> = StudyDir::open(&dir).unwrap().read_rows().unwrap();
+    let errors: Vec<&AblationRow> = rows.iter().filter(|r| r.status == Status::Error).collect();
+    // each run recorded its first evaluation, then failed writing its checkpoint
+    assert_eq!((errors.len(), rows.len()), (4, 8));
+    assert!(
+        errors.iter().all(|r| r.note.contains("checkpoints")),
+        "{errors:?}"
+    );
+    let report = rwkv_report::render(&dir).unwrap();
+    let summary = std::fs::read_to_string(&report.summary).unwrap();
+    assert!(summary.contains("| full seed 0 | failed |"), "{summary}");
+    // the obstacle removed, --resume trains the failed runs again
+    std::fs::remove_file(dir.join("checkpoints")).unwrap();
+    let again = run(&spec, &dir, None, true, None);
+    assert_eq!((again.finished, again.failed.len()), (4, 0));
+    let summary = std::fs::read_to_string(rwkv_report::render(&dir).unwrap().summary).unwrap();
+    assert!(
+        summary.contains("None: every planned run finished."),
+        "{summary}"
+    );
+}
+
+#[test]
 fn paired_difference_ci_on_known_numbers() {
     use rwkv_report::ablation::{paired, t975};
     // variant − full = 0.1, 0.2, 0.3, 0.2: mean 0.2, sd sqrt(0.02/3), t(0.975, 3) = 3.182

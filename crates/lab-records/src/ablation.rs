@@ -152,18 +152,30 @@ impl RunState {
     }
 }
 
-/// The state of `run` in `rows` (rows of other runs are ignored).
+/// The state of `run` in `rows` (in file order; rows of other runs are ignored): diverged
+/// if a `diverged` row is there; finished if its final step is recorded `ok`; failed if its
+/// last row is an `error`; unfinished if it has other rows; missing without rows.
 pub fn run_state(run: &GridRun, rows: &[AblationRow]) -> RunState {
-    let mine = rows.iter().filter(|r| r.run_key() == run.key);
-    // the row with the highest step decides; at equal steps an end (diverged, error) wins
-    let last = mine.max_by_key(|r| (r.step, r.status != Status::Ok));
-    match last {
+    let mine: Vec<&AblationRow> = rows.iter().filter(|r| r.run_key() == run.key).collect();
+    if mine.iter().any(|r| r.status == Status::Diverged) {
+        return RunState::Diverged;
+    }
+    if mine
+        .iter()
+        .any(|r| r.status == Status::Ok && r.step >= run.steps)
+    {
+        return RunState::Finished;
+    }
+    match mine.last() {
         None => RunState::Missing,
-        Some(r) => match r.status {
-            Status::Diverged => RunState::Diverged,
-            Status::Error | Status::Skipped => RunState::Failed,
-            Status::Ok if r.step >= run.steps => RunState::Finished,
-            Status::Ok => RunState::Unfinished { step: r.step },
+        Some(r) if r.status != Status::Ok => RunState::Failed,
+        Some(_) => RunState::Unfinished {
+            step: mine
+                .iter()
+                .filter(|r| r.status == Status::Ok)
+                .map(|r| r.step)
+                .max()
+                .unwrap_or(0),
         },
     }
 }
@@ -243,6 +255,15 @@ mod tests {
         assert_eq!(run_state(&grid("no_decay", 1), &rows), RunState::Diverged);
         assert_eq!(run_state(&grid("full", 2), &rows), RunState::Missing);
         assert!(!RunState::Diverged.needs_training() && RunState::Failed.needs_training());
+        // an error after the last evaluation: failed; evaluations after it: unfinished
+        let mut more = rows.clone();
+        more.push(test_row("full", 1, 10, Status::Error));
+        assert_eq!(run_state(&grid("full", 1), &more), RunState::Failed);
+        more.push(test_row("full", 1, 15, Status::Ok));
+        assert_eq!(
+            run_state(&grid("full", 1), &more),
+            RunState::Unfinished { step: 15 }
+        );
         assert_eq!(grid("full", 2).key.describe(), "full seed 2");
     }
 }

@@ -662,16 +662,13 @@ impl AblationSpec {
                     "overrides the MQAR task, and the task is not `mqar`".into(),
                 );
             }
-            if let Some(m) = &self.task.mqar {
-                for (f, n) in [
-                    ("quick.num_train_examples", q.num_train_examples),
-                    ("quick.num_test_examples", q.num_test_examples),
-                ] {
-                    if n == Some(0) {
-                        return invalid(f, "must be at least 1".into());
-                    }
+            for (f, n) in [
+                ("quick.num_train_examples", q.num_train_examples),
+                ("quick.num_test_examples", q.num_test_examples),
+            ] {
+                if n == Some(0) {
+                    return invalid(f, "must be at least 1".into());
                 }
-                let _ = m;
             }
         }
         Ok(())
