@@ -29,13 +29,20 @@
 //!
 //! # Guarantees
 //!
-//! * Deterministic: the model is initialised from `seed` on the host (identical on every
-//!   backend), the batch of step `s` is a pure function of `(seed, s)`; the same
-//!   architecture, task, config and seed give the same losses on the same backend.
+//! * Deterministic inputs: the model is initialised from `seed` on the host (identical on
+//!   every backend), the batch of step `s` is a pure function of `(seed, s)`, the schedule is
+//!   a function of the step, and a checkpoint restores model, both Adam states and the
+//!   schedule. Reported losses are summed on the host in f64 ([`masked_cross_entropy`]).
+//!   **Limit (measured):** Burn 0.21's ndarray autodiff does not return bit-identical
+//!   gradients from one run to the next (the first gradient of `head.weight` differs in its
+//!   last bits between two identical runs, also with one thread; the forward pass and the
+//!   first loss are identical). Reruns and resumed runs therefore agree to f32 rounding
+//!   (~1e-7 relative after a few steps, tested at 1e-5), not bit for bit.
 //! * Checkpoint at every evaluation ([`checkpoint`]): written into a temporary folder and
 //!   published by an atomic rename of its pointer, so a failed write leaves the previous
 //!   checkpoint valid. A resumed run's evaluation points equal an uninterrupted run's
-//!   (except the measured `tokens_per_s` and `wall_s`).
+//!   (except the measured `tokens_per_s` and `wall_s`) within that rounding.
+//! * MQAR's seq_len: [`TaskSpec::load`] refuses a `seq_len` other than `input_seq_len`.
 //! * A NaN or infinite training loss ends the run with [`Outcome::Diverged`] (not an error).
 //! * Tokens per second are measured over training steps only (forward, backward,
 //!   optimizer; the loss scalar is read every step, which waits for the device).
@@ -55,6 +62,6 @@ pub use error::{BoxError, Result, TrainError};
 pub use task::{Batch, CorpusTask, Examples, IGNORE, MqarTask, Task, TaskSpec};
 pub use train::{
     Control, EvalPoint, LabModel, Observer, Outcome, ParamGroupEntry, TrainConfig, evaluate,
-    masked_cross_entropy, param_groups, train,
+    masked_cross_entropy, param_groups, train, train_from,
 };
 pub use variant::{Arch, VARIANT_NAMES, matched_transformer, variant_arch};

@@ -10,7 +10,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use gpt_baseline::{AttentionPath, Transformer};
 use rwkv::{Rwkv, WkvBackend, WkvMode};
 use serde::{Deserialize, Serialize};
@@ -312,15 +312,20 @@ fn ids<B: Backend>(ids: &[i64], rows: usize, time: usize, device: &B::Device) ->
     Tensor::from_data(TensorData::new(ids.to_vec(), [rows, time]), device)
 }
 
-/// Mean cross-entropy over the positions whose target is not [`crate::IGNORE`], and the
-/// number of such positions.
+/// Mean cross-entropy over the positions whose target is not [`crate::IGNORE`]: the loss
+/// tensor (for the backward pass), its value, and the number of such positions.
+///
+/// The value is summed on the host in f64, in position order, from the per-position
+/// log-probabilities: Burn's ndarray reductions may split a sum differently from one call to
+/// the next (SIMD head and tail depend on the buffer's alignment), which moved the reported
+/// loss by an ulp between identical runs; the host sum is the same every time.
 ///
 /// # Shapes
-/// - `logits`: `[B, T, V]`; returns a `[1]` tensor
+/// - `logits`: `[B, T, V]`; the loss tensor is `[1]`
 pub fn masked_cross_entropy<B: Backend>(
     logits: Tensor<B, 3>,
     batch: &Batch,
-) -> (Tensor<B, 1>, usize) {
+) -> (Tensor<B, 1>, f64, usize) {
     let [b, t, v] = logits.dims();
     let device = logits.device();
     let n = b * t;
@@ -330,6 +335,19 @@ pub fn masked_cross_entropy<B: Backend>(
     let index: Vec<i64> = batch.targets.iter().map(|&x| x.max(0)).collect();
     let index = Tensor::<B, 2, Int>::from_data(TensorData::new(index, [n, 1]), &device);
     let picked = logp.gather(1, index).reshape([n]);
+    let host: Vec<f64> = picked
+        .clone()
+        .into_data()
+        .convert::<f64>()
+        .into_vec()
+        .unwrap_or_default();
+    let sum: f64 = host
+        .iter()
+        .zip(&valid)
+        .filter(|(_, ok)| **ok)
+        .map(|(x, _)| *x)
+        .sum();
+    let denom = count.max(1) as f64;
     let picked = if count == n {
         picked
     } else {
@@ -340,7 +358,7 @@ pub fn masked_cross_entropy<B: Backend>(
         );
         picked * mask
     };
-    (picked.sum().neg().div_scalar(count.max(1) as f64), count)
+    (picked.sum().neg().div_scalar(denom), -sum / denom, count)
 }
 
 /// Validation loss and metric of `model` on the task's fixed evaluation set.
@@ -358,8 +376,8 @@ pub fn evaluate<B: WkvBackend>(
     let (mut loss_sum, mut count, mut correct) = (0.0f64, 0usize, 0usize);
     for b in task.eval_set(batch, eval_batches) {
         let logits = model.logits(ids::<B>(&b.inputs, b.rows, b.time, device), mode)?;
-        let (loss, n) = masked_cross_entropy(logits.clone(), &b);
-        loss_sum += loss.into_scalar().elem::<f64>() * n as f64;
+        let (_, loss, n) = masked_cross_entropy(logits.clone(), &b);
+        loss_sum += loss * n as f64;
         count += n;
         let pred: Vec<i64> = logits
             .argmax(2)
@@ -449,9 +467,8 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
                 return Err(e);
             }
         };
-        let (loss, _) = masked_cross_entropy(logits, batch);
-        // reading the scalar waits for the device: timings cover the real work
-        let loss_value = loss.clone().into_scalar().elem::<f64>();
+        // reading the values waits for the device: timings cover the real work
+        let (loss, loss_value, _) = masked_cross_entropy(logits, batch);
         if !loss_value.is_finite() {
             self.model = Some(model);
             return Ok(loss_value);
@@ -474,26 +491,8 @@ fn fingerprint(arch: &Arch, task: &Task, cfg: &TrainConfig) -> String {
     )
 }
 
-/// Trains `arch` on `task` from scratch, or from the checkpoint in `ckpt_dir` when `resume`
-/// and one exists. See the crate docs for the loop, the checkpoint and the guarantees.
-///
-/// # Errors
-/// A config or model error (naming the field), a checkpoint that cannot be written or read
-/// (naming the path; a failed write leaves the previous checkpoint valid), an observer error.
-/// A non-finite loss is not an error: it returns [`Outcome::Diverged`].
-pub fn train<B>(
-    arch: &Arch,
-    task: &Task,
-    cfg: &TrainConfig,
-    ckpt_dir: &Path,
-    resume: bool,
-    device: &B::Device,
-    observer: &mut dyn Observer,
-) -> Result<Outcome>
-where
-    B: AutodiffBackend + WkvBackend,
-    B::InnerBackend: WkvBackend,
-{
+/// The checks of a run before anything is built.
+fn check_run(arch: &Arch, task: &Task, cfg: &TrainConfig) -> Result<()> {
     cfg.validate()?;
     if cfg.seq_len != task.seq_len() {
         return Err(TrainError::Config {
@@ -527,8 +526,57 @@ where
             ),
         });
     }
-    let fp = fingerprint(arch, task, cfg);
+    Ok(())
+}
+
+/// Trains `arch` on `task` from scratch, or from the checkpoint in `ckpt_dir` when `resume`
+/// and one exists. See the crate docs for the loop, the checkpoint and the guarantees.
+///
+/// # Errors
+/// A config or model error (naming the field), a checkpoint that cannot be written or read
+/// (naming the path; a failed write leaves the previous checkpoint valid), an observer error.
+/// A non-finite loss is not an error: it returns [`Outcome::Diverged`].
+pub fn train<B>(
+    arch: &Arch,
+    task: &Task,
+    cfg: &TrainConfig,
+    ckpt_dir: &Path,
+    resume: bool,
+    device: &B::Device,
+    observer: &mut dyn Observer,
+) -> Result<Outcome>
+where
+    B: AutodiffBackend + WkvBackend,
+    B::InnerBackend: WkvBackend,
+{
+    check_run(arch, task, cfg)?;
     let model = LabModel::<B>::init(arch, cfg.seed, device)?;
+    train_from(model, arch, task, cfg, ckpt_dir, resume, device, observer)
+}
+
+/// As [`train`], starting from `model` instead of the initialisation of `arch` with
+/// `cfg.seed` (`arch` still identifies the run for resume). For tests that inject a model
+/// (e.g. a NaN parameter) and for warm starts.
+///
+/// # Errors
+/// As [`train`].
+#[allow(clippy::too_many_arguments)]
+pub fn train_from<B>(
+    model: LabModel<B>,
+    arch: &Arch,
+    task: &Task,
+    cfg: &TrainConfig,
+    ckpt_dir: &Path,
+    resume: bool,
+    device: &B::Device,
+    observer: &mut dyn Observer,
+) -> Result<Outcome>
+where
+    B: AutodiffBackend + WkvBackend,
+    B::InnerBackend: WkvBackend,
+{
+    check_run(arch, task, cfg)?;
+    let fp = fingerprint(arch, task, cfg);
     let mut schedule = Schedule::new(cfg)?;
     let mut state = CkptState {
         step: 0,
