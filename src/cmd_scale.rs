@@ -67,22 +67,11 @@ pub struct ScaleArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Writes summary.md and the plots into DIR, which must be a study folder written by rwkv-lab \
-(any other folder is refused).
-
-Example:
-  rwkv-lab report reports/scaling/ndarray-amd-epyc-2c")]
-pub struct ReportArgs {
-    /// A study folder holding records.csv (and meta.json).
-    pub dir: PathBuf,
-}
-
-#[derive(Debug, Args)]
-#[command(after_help = "\
 Runs the quick equivalence check (verify --random in f32 and f64, and the shipped reference \
-checkpoint against its third-party outputs) and the quick scaling study, then prints where the \
-report is. Each run writes a new folder OUT/run-<UTC time>/ (the study in its scaling-quick/); \
-nothing in OUT is deleted or overwritten.
+checkpoint against its third-party outputs), the quick scaling study and an ablation smoke \
+test (two variants, a few training steps; records and plots written), then prints where the \
+reports are. Each run writes a new folder OUT/run-<UTC time>/ (the studies in its \
+scaling-quick/ and ablation-smoke/); nothing in OUT is deleted or overwritten.
 
 Example:
   cargo run --release -- reproduce")]
@@ -214,6 +203,29 @@ const FIXTURE: [(&str, &[u8]); 2] = [
 ];
 const FIXTURE_NAME: &str = "tests/fixtures/reference-tiny";
 
+/// The ablation smoke test of `reproduce` (two variants, a few MQAR steps), built in.
+const ABLATION_SMOKE: &str = include_str!("../experiments/ablation-smoke.yaml");
+const ABLATION_SMOKE_NAME: &str = "experiments/ablation-smoke.yaml (built in)";
+
+/// Runs the built-in ablation smoke study into `out` and renders it; true when both runs
+/// finished and the records and the learning-curve plot were written.
+fn ablation_smoke(backend: BackendKind, out: &Path) -> Result<bool> {
+    let spec =
+        rwkv_lab_core::ablation::AblationSpec::parse(ABLATION_SMOKE, ABLATION_SMOKE_NAME, None)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outcome = crate::cmd_ablate::run_spec(&spec, out, None, false, backend, stop)?;
+    render(out)?;
+    let written = [
+        "records.csv",
+        "summary.md",
+        "curves_mqar.png",
+        "curves_mqar.svg",
+    ]
+    .iter()
+    .all(|f| out.join(f).is_file());
+    Ok(written && outcome.finished == outcome.runs && outcome.runs == 2)
+}
+
 /// The source tree this binary was built from: its git revision is the measuring code's.
 fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -275,7 +287,9 @@ pub fn render(dir: &Path) -> Result<()> {
     for w in &output.warnings {
         eprintln!("warning: {w}");
     }
-    println!("\nfitted log-log exponents (upper half of the T range):");
+    if !output.fits.is_empty() {
+        println!("\nfitted log-log exponents (upper half of the T range):");
+    }
     for f in &output.fits {
         println!("  {f}");
     }
@@ -378,13 +392,30 @@ pub fn run_reproduce(args: &ReproduceArgs) -> Result<bool> {
     };
     let out = run_scale(&scale)?;
     println!("\nreport: {}", out.join("summary.md").display());
-    Ok(ok)
+    let smoke = run.path().join("ablation-smoke");
+    let smoke_ok = ablation_smoke(args.backend, &smoke)?;
+    println!(
+        "{} ablation smoke test (two variants, 12 steps of MQAR): {}",
+        if smoke_ok { "PASS" } else { "FAIL" },
+        smoke.join("summary.md").display()
+    );
+    Ok(ok && smoke_ok)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cmd_verify::VerifyArgs;
+
+    #[test]
+    fn ablation_smoke_trains_two_variants_and_writes_its_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("smoke");
+        assert!(ablation_smoke(BackendKind::Ndarray, &out).unwrap());
+        let rows: Vec<lab_records::AblationRow> =
+            StudyDir::open(&out).unwrap().read_rows().unwrap();
+        assert_eq!(rows.len(), 6);
+    }
 
     #[test]
     fn shipped_spec_is_built_in_and_has_a_quick_profile() {

@@ -1,6 +1,7 @@
 //! `rwkv-lab`: research toolkit and equivalence verifier for RWKV-4.
 
 mod backend;
+mod cmd_ablate;
 mod cmd_bench;
 mod cmd_convert;
 mod cmd_generate;
@@ -35,7 +36,8 @@ Examples:
   rwkv-lab generate --checkpoint HF_FOLDER --prompt TEXT  continue a text (tokenizer.json)
   rwkv-lab convert --checkpoint MODEL.pth --out DIR       BlinkDL -> Hugging Face (and back)
   rwkv-lab bench-wkv                            time of each formulation vs sequence length
-  rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer"
+  rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer
+  rwkv-lab ablate --config experiments/ablation-mqar.yaml --quick   which part of RWKV matters"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,9 +56,11 @@ enum Command {
     BenchWkv(cmd_bench::BenchArgs),
     /// Scaling study: time and peak memory versus sequence length, RWKV vs transformer.
     Scale(cmd_scale::ScaleArgs),
-    /// Re-render plots and summary.md of a study folder from its records.
-    Report(cmd_scale::ReportArgs),
-    /// Quick equivalence checks and the quick scaling study, then where the report is.
+    /// Ablation study: train RWKV variants and the baseline from a YAML spec, with seeds and shards.
+    Ablate(cmd_ablate::AblateArgs),
+    /// Re-render plots and summary.md of a study folder from its records (or merge ablation shards).
+    Report(cmd_ablate::ReportArgs),
+    /// Quick equivalence checks, the quick scaling study and an ablation smoke test, then where the reports are.
     Reproduce(cmd_scale::ReproduceArgs),
 }
 
@@ -127,7 +131,14 @@ fn run(cli: Cli) -> ExitCode {
         }),
         Command::BenchWkv(args) => cmd_bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Scale(args) => cmd_scale::run_scale(&args).map(|_| ExitCode::SUCCESS),
-        Command::Report(args) => cmd_scale::render(&args.dir).map(|()| ExitCode::SUCCESS),
+        Command::Ablate(args) => cmd_ablate::run(&args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
+        Command::Report(args) => cmd_ablate::report(&args).map(|()| ExitCode::SUCCESS),
         Command::Reproduce(args) => cmd_scale::run_reproduce(&args).map(|pass| {
             if pass {
                 ExitCode::SUCCESS
@@ -168,6 +179,9 @@ mod tests {
             "rwkv-lab scale --config experiments/scaling.yaml --quick --out /tmp/x --memory-budget 2G",
             "rwkv-lab scale --resume",
             "rwkv-lab report reports/scaling/x",
+            "rwkv-lab report a/shard-0 a/shard-1 --out a/all",
+            "rwkv-lab ablate --config experiments/ablation-mqar.yaml --quick",
+            "rwkv-lab ablate --config x.yaml --resume --shard 0/4 --out o --backend ndarray",
             "rwkv-lab reproduce",
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --max-new 8 --temperature 0.8 --top-p 0.9 --seed 3 --check",
             "rwkv-lab generate --checkpoint dir --prompt Hello --tokenizer t.json --memory-budget 1G --prompt-mode scan",
@@ -189,6 +203,10 @@ mod tests {
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --memory-budget 0",
             "rwkv-lab generate --checkpoint m.pth",
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --prompt x",
+            "rwkv-lab ablate --config x.yaml --shard 4/4",
+            "rwkv-lab ablate --config x.yaml --shard 1-4",
+            "rwkv-lab ablate --config x.yaml --shard 0/0",
+            "rwkv-lab report",
         ] {
             assert!(
                 Cli::try_parse_from(bad.split_whitespace()).is_err(),

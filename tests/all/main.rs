@@ -1,6 +1,7 @@
 //! The test suite: one binary, one module per topic. Everything runs on the CPU backend
 //! (ndarray) in f32 and f64.
 
+mod ablate;
 mod bad_input;
 mod checkpoint;
 mod checkpoint_errors;

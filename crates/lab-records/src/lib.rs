@@ -1,7 +1,8 @@
 //! Records of rwkv-lab studies, shared by the measuring side (`rwkv-lab-core`) and the
 //! reporting side (`rwkv-report`), which do not depend on each other.
 //!
-//! - [`Row`]: one CSV row type per study kind ([`ScalingRecord`] for the scaling study),
+//! - [`Row`]: one CSV row type per study kind ([`ScalingRecord`] for the scaling study,
+//!   [`AblationRow`] for the ablation study with its planned [`GridRun`]s),
 //!   with the key that identifies a measurement for `--resume`.
 //! - [`Meta`]: what a run was (`meta.json`): the resolved spec, backend, precision and the
 //!   provenance gathered by [`provenance`] (git revision, machine, UTC times).
@@ -16,8 +17,8 @@
 //!
 //! # Adding a study kind
 //!
-//! A second kind of study (the ablation study's training curves, say) needs a row type, a
-//! [`StudyKind`] variant for `meta.json`, and nothing else from this crate:
+//! A kind of study needs a row type, a [`StudyKind`] variant for `meta.json`, and nothing
+//! else from this crate (a sketch like the shipped [`AblationRow`]):
 //!
 //! ```
 //! use lab_records::{Row, StudyKind};
@@ -76,6 +77,7 @@
 //! `rwkv-lab report DIR` reads `meta.json`'s `kind` (absent in folders written before it
 //! existed: `scaling`) to choose the renderer.
 
+mod ablation;
 mod error;
 mod meta;
 pub mod provenance;
@@ -85,6 +87,7 @@ mod scaling;
 mod study;
 mod writer;
 
+pub use ablation::{AblationRow, GridRun, RunKey, RunState, run_state};
 pub use error::RecordsError;
 pub use meta::{Meta, text_differences, value_differences};
 pub use read::read_rows;

@@ -54,9 +54,12 @@ pub enum Status {
     Skipped,
     /// It failed; the note holds the error. Measured again on `--resume`.
     Error,
+    /// A training run whose loss became NaN or infinite (ablation studies): it stopped
+    /// there, the other runs went on. Not trained again on `--resume`.
+    Diverged,
 }
 
-named!(Status { Ok => "ok", Skipped => "skipped", Error => "error" });
+named!(Status { Ok => "ok", Skipped => "skipped", Error => "error", Diverged => "diverged" });
 
 /// One CSV row of a study's `records.csv`.
 pub trait Row: Serialize + DeserializeOwned {

@@ -8,6 +8,7 @@
 //! `lab-records`, and the `rwkv-report` crate renders plots and summaries from those files
 //! alone.
 
+pub mod ablation;
 pub mod bench;
 pub mod estimate;
 pub mod generate;

@@ -6,6 +6,7 @@
 //! `generation_cumulative`, each `.png` and `.svg`). Library code returns typed errors
 //! ([`ReportError`]) and never prints.
 
+pub mod ablation;
 pub mod analysis;
 pub mod claims;
 pub mod crossover;

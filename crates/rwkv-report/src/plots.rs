@@ -44,17 +44,17 @@ pub fn register_font() -> Result<(), ReportError> {
 }
 
 /// How one plot looks.
-struct PlotSpec {
-    title: &'static str,
-    x_desc: &'static str,
+struct PlotSpec<'a> {
+    title: &'a str,
+    x_desc: &'a str,
     /// What y is, without its unit (the unit is chosen from the data: [`axis_unit`]).
-    y_desc: &'static str,
+    y_desc: &'a str,
     log: bool,
     bytes: bool,
-    empty: &'static str,
+    empty: &'a str,
 }
 
-fn spec(quantity: Quantity) -> PlotSpec {
+fn spec(quantity: Quantity) -> PlotSpec<'static> {
     match quantity {
         Quantity::PrefillTime => PlotSpec {
             title: "Prefill time vs sequence length (log-log)",
@@ -320,6 +320,76 @@ pub fn plot(
     Ok(vec![png, svg])
 }
 
+/// One line of a [`plot_lines`] plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotLine {
+    /// Legend label.
+    pub label: String,
+    /// (x, y) in the axis units, sorted by x.
+    pub points: Vec<(f64, f64)>,
+    /// Drawn dashed in the transformer colours (the baseline), else solid in RWKV colours.
+    pub baseline: bool,
+}
+
+/// A plot of plain numbers on linear axes (the ablation study's learning curves and
+/// sweeps), in the style of the scaling plots: titles, note, markers, line patterns and
+/// legend; written as `dir/stem.png` and `dir/stem.svg`.
+pub fn plot_lines(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    note: Option<&str>,
+    lines: &[PlotLine],
+) -> Result<Vec<PathBuf>, ReportError> {
+    register_font()?;
+    let spec = PlotSpec {
+        title,
+        x_desc,
+        y_desc,
+        log: false,
+        bytes: false,
+        empty: "no data",
+    };
+    let (mut n_rwkv, mut n_base) = (0, 0);
+    let drawn: Vec<Line> = lines
+        .iter()
+        .filter(|l| !l.points.is_empty())
+        .map(|l| {
+            let n = if l.baseline { &mut n_base } else { &mut n_rwkv };
+            let i = *n;
+            *n += 1;
+            Line {
+                label: l.label.clone(),
+                points: l.points.clone(),
+                color: if l.baseline {
+                    TRANSFORMER_COLORS[i % TRANSFORMER_COLORS.len()]
+                } else {
+                    RWKV_COLORS[i % RWKV_COLORS.len()]
+                },
+                look: look(!l.baseline, i),
+            }
+        })
+        .collect();
+    let text = Texts { y_desc, note };
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let fail = |path: &Path| {
+        let path = path.to_path_buf();
+        move |reason: String| ReportError::Plot { path, reason }
+    };
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        draw(&root, &spec, &text, &drawn).map_err(fail(&png))?;
+    }
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        draw(&root, &spec, &text, &drawn).map_err(fail(&svg))?;
+    }
+    Ok(vec![png, svg])
+}
+
 /// The texts of a plot that depend on its data.
 struct Texts<'a> {
     /// The y axis title with its unit.
@@ -545,7 +615,7 @@ fn bounds(values: impl Iterator<Item = f64>, log: bool, from_zero: bool) -> (f64
 
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
-    spec: &PlotSpec,
+    spec: &PlotSpec<'_>,
     text: &Texts<'_>,
     lines: &[Line],
 ) -> Result<(), String> {
@@ -610,7 +680,7 @@ fn keep_label(v: f64, keep: Option<&[u32]>) -> bool {
 #[allow(clippy::too_many_arguments)]
 fn draw_chart<DB, X, Y>(
     root: &DrawingArea<DB, Shift>,
-    spec: &PlotSpec,
+    spec: &PlotSpec<'_>,
     text: &Texts<'_>,
     lines: &[Line],
     x: X,

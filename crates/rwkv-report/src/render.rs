@@ -59,10 +59,7 @@ pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
     let meta = study.read_meta()?;
     match meta.as_ref().map(|m| m.kind).unwrap_or_default() {
         StudyKind::Scaling => render_scaling(&study, meta),
-        kind => Err(ReportError::UnsupportedKind {
-            path: dir.to_path_buf(),
-            kind,
-        }),
+        StudyKind::Ablation => crate::ablation::render_ablation(&study, meta),
     }
 }
 
