@@ -9,7 +9,12 @@ use lab_train::bench::bench;
 use lab_train::{TrainConfig, variant_arch};
 use rwkv::{RwkvConfig, WkvMode};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type B = Autodiff<NdArray<f32>>;
+#[cfg(feature = "flex")]
+type F = Autodiff<burn::backend::Flex>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -23,12 +28,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(a) => a.split(',').collect(),
         None => vec!["full", "transformer"],
     };
-    let device = Default::default();
+    let flex = std::env::var("BENCH_BACKEND").as_deref() == Ok("flex");
     let (batch, seq_len) = (16, 256);
     println!(
         "training throughput, batch {batch} x {seq_len} tokens, vocab 256, 4 layers, wkv {mode}, {steps} timed steps after 1 warm-up step"
     );
-    for d_model in [128, 256] {
+    let widths: Vec<usize> = match args.get(4) {
+        Some(a) => a.split(',').map(|w| w.parse()).collect::<Result<_, _>>()?,
+        None => vec![128, 256],
+    };
+    for d_model in widths {
         let base = RwkvConfig::rwkv4(256, d_model, 4);
         for name in &archs {
             let arch = variant_arch(name, &base, seq_len)?;
@@ -38,7 +47,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 wkv_mode: mode,
                 ..TrainConfig::default()
             };
-            let r = bench::<B>(&arch, &cfg, 1, steps, &device)?;
+            let r = if flex {
+                #[cfg(feature = "flex")]
+                {
+                    bench::<F>(&arch, &cfg, 1, steps, &Default::default())?
+                }
+                #[cfg(not(feature = "flex"))]
+                {
+                    return Err("BENCH_BACKEND=flex needs --features flex".into());
+                }
+            } else {
+                bench::<B>(&arch, &cfg, 1, steps, &Default::default())?
+            };
             println!(
                 "d_model {d_model:>4} {name:<12} {:>9} params  {:>8.3} s/step  {:>9.0} tokens/s",
                 r.num_params, r.step_s, r.tokens_per_s
