@@ -399,3 +399,41 @@ fn paired_difference_ci_on_known_numbers() {
     assert!((p.half_width.unwrap() - h).abs() < 1e-12);
     assert_eq!(t975(2), 4.303);
 }
+
+#[test]
+fn a_width_sweep_plots_the_metric_against_d_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = TINY
+        .replace("steps: 8", "steps: 2")
+        .replace("seeds: [0, 1]", "seeds: [0]")
+        + "sweep:\n  d_model: [8, 16]\n";
+    let spec = parse(&text).unwrap();
+    let dir = tmp.path().join("sweep");
+    let out = run(&spec, &dir, None, false, None);
+    assert_eq!((out.runs, out.finished), (4, 4));
+    let rows = timeless(&dir);
+    let settings: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.setting.as_str()).collect();
+    assert!(
+        settings.iter().any(|s| s.contains("d_model=8"))
+            && settings.iter().any(|s| s.contains("d_model=16")),
+        "{settings:?}"
+    );
+    rwkv_report::render(&dir).unwrap();
+    let plots: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("_vs_d_model."))
+        .collect();
+    for ext in ["png", "svg"] {
+        let f = plots
+            .iter()
+            .find(|n| n.ends_with(ext))
+            .unwrap_or_else(|| panic!("no .{ext} metric-vs-d_model plot in {plots:?}"));
+        assert!(std::fs::metadata(dir.join(f)).unwrap().len() > 1000, "{f}");
+    }
+    // the plot has one line per variant over both widths: the SVG names both variants
+    let svg = plots.iter().find(|n| n.ends_with("svg")).unwrap();
+    let svg = std::fs::read_to_string(dir.join(svg)).unwrap();
+    assert!(svg.contains("full") && svg.contains("no_decay"));
+}
