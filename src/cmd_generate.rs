@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{ArgGroup, Args};
 use rwkv::WkvMode;
+use rwkv::generate::StepEngine;
 use rwkv_lab_core::generate::{Outcome, Prepared, Report, Request, TextStream, generate, prepare};
 use tokenizers::Tokenizer;
 
@@ -24,7 +25,10 @@ use lab_records::provenance::default_memory_budget;
     group(ArgGroup::new("input").required(true).args(["tokens", "prompt"])),
     after_help = "\
 The prompt is processed in one whole-sequence forward (--prompt-mode, default parallel); each new \
-token then costs one RNN-mode step with the carried state. New tokens are printed as they are \
+token then costs one RNN-mode step with the carried state. For f32 on a CPU backend the steps run \
+in the CPU decoder (--step-engine cpu-decoder: weights laid out once for matrix-vector products, \
+each read once per token; equal to the model's step to f32 rounding); --step-engine model runs \
+them through the backend. New tokens are printed as they are \
 produced; at the end, the prompt's time and the time per new token (tokens/s) are printed \
 separately.
 
@@ -91,9 +95,41 @@ pub struct GenerateArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
     pub backend: BackendKind,
+    /// What runs the RNN steps after the prompt [default: cpu-decoder for f32 on a CPU
+    /// backend, model otherwise].
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub step_engine: Option<Engine>,
     /// Print one JSON object at the end instead of streaming.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--step-engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// The model's own RNN step on --backend (any backend and precision).
+    Model,
+    /// A CPU engine with weights laid out once for matrix-vector products; f32, equal to the
+    /// model's step to f32 rounding (`rwkv::decode`).
+    CpuDecoder,
+}
+
+impl GenerateArgs {
+    /// The engine of the RNN steps: as asked, else the CPU decoder where the model itself
+    /// runs f32 on the CPU (it is the same arithmetic there, only faster).
+    fn step_engine(&self) -> Result<StepEngine> {
+        let cpu = matches!(self.backend, BackendKind::Ndarray | BackendKind::Flex);
+        Ok(match self.step_engine {
+            Some(Engine::Model) => StepEngine::Model,
+            Some(Engine::CpuDecoder) if self.dtype != Dtype::F32 => bail!(
+                "--step-engine cpu-decoder computes in f32; with --dtype {} use --step-engine model",
+                self.dtype.name()
+            ),
+            Some(Engine::CpuDecoder) => StepEngine::CpuDecoder,
+            None if cpu && self.dtype == Dtype::F32 => StepEngine::CpuDecoder,
+            None => StepEngine::Model,
+        })
+    }
 }
 
 /// clap value parser: a finite number ≥ 0.
@@ -228,8 +264,8 @@ fn ids_short(v: &[i64]) -> String {
 
 impl GenerateArgs {
     /// The library's request.
-    fn request(&self) -> Request {
-        Request {
+    fn request(&self) -> Result<Request> {
+        Ok(Request {
             checkpoint: self.checkpoint.clone(),
             tokenizer: self.tokenizer.clone(),
             tokens: self.tokens.clone(),
@@ -243,13 +279,14 @@ impl GenerateArgs {
             check_mode: self.check_mode,
             memory_budget: self.memory_budget.unwrap_or_else(default_memory_budget),
             element_bytes: self.dtype.element_bytes(),
-        }
+            step_engine: self.step_engine()?,
+        })
     }
 }
 
 /// Runs the command; returns whether the check (if any) passed.
 pub fn run(args: GenerateArgs) -> Result<bool> {
-    let req = args.request();
+    let req = args.request()?;
     let prep = prepare(&req)?;
     if !args.json {
         for n in &prep.notes {
@@ -340,8 +377,9 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
     );
     match report.seconds_per_token {
         Some(s) => println!(
-            "{prompt_part}; new tokens: {:.3} ms per token in RNN mode ({:.0} tokens/s over {} steps)",
+            "{prompt_part}; new tokens: {:.3} ms per token in RNN mode, {} ({:.1} tokens/s over {} steps)",
             s * 1e3,
+            report.step_engine,
             1.0 / s,
             g.step_seconds.len()
         ),

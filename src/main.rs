@@ -4,6 +4,7 @@ mod backend;
 mod cmd_ablate;
 mod cmd_bench;
 mod cmd_convert;
+mod cmd_cpu_bench;
 mod cmd_generate;
 mod cmd_scale;
 mod cmd_verify;
@@ -36,6 +37,7 @@ Examples:
   rwkv-lab generate --checkpoint HF_FOLDER --prompt TEXT  continue a text (tokenizer.json)
   rwkv-lab convert --checkpoint MODEL.pth --out DIR       BlinkDL -> Hugging Face (and back)
   rwkv-lab bench-wkv                            time of each formulation vs sequence length
+  rwkv-lab bench                                CPU decode, prefill and GEMM speed per backend
   rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer
   rwkv-lab ablate --config experiments/ablation-mqar.yaml --quick   which part of RWKV matters"
 )]
@@ -54,6 +56,8 @@ enum Command {
     Convert(cmd_convert::ConvertArgs),
     /// Time the WKV formulations against each other for several sequence lengths.
     BenchWkv(cmd_bench::BenchArgs),
+    /// CPU speed: decode ms/token, prefill tokens/s and dense-product GFLOP/s per backend.
+    Bench(cmd_cpu_bench::CpuBenchArgs),
     /// Scaling study: time and peak memory versus sequence length, RWKV vs transformer.
     Scale(cmd_scale::ScaleArgs),
     /// Ablation study: train RWKV variants and the baseline from a YAML spec, with seeds and shards.
@@ -154,6 +158,7 @@ fn run(cli: Cli) -> ExitCode {
             }
         }),
         Command::BenchWkv(args) => cmd_bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => cmd_cpu_bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Scale(args) => cmd_scale::run_scale(&args).map(|_| ExitCode::SUCCESS),
         Command::Ablate(args) => cmd_ablate::run(&args).map(|ok| {
             if ok {
@@ -195,6 +200,11 @@ mod tests {
             "rwkv-lab verify --random --dtype f64 --d-model 128 --n-layers 4 --seq-len 256 --chunk-len 32",
             "rwkv-lab verify --random --json",
             "rwkv-lab bench-wkv",
+            "rwkv-lab bench",
+            "rwkv-lab bench --only decode --checkpoint m.pth --steps 32",
+            "rwkv-lab bench --only prefill --seq-lens 512,1024,4096 --modes scan,chunked:64",
+            "rwkv-lab bench --backends ndarray --only gemm,decode --repeats 5",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --step-engine model",
             "rwkv-lab bench-wkv --seq-lens 128,512 --channels 256 --repeats 9 --memory-budget 2G",
             "rwkv-lab verify --checkpoint m.pth --reference r.safetensors --dtype f64 --ref-tol 1e-6",
             "rwkv-lab verify --checkpoint m.pth --tokens 1,2,3 --json",
@@ -231,6 +241,10 @@ mod tests {
             "rwkv-lab ablate --config x.yaml --shard 1-4",
             "rwkv-lab ablate --config x.yaml --shard 0/0",
             "rwkv-lab report",
+            "rwkv-lab bench --only speed",
+            "rwkv-lab bench --modes fast",
+            "rwkv-lab bench --steps 0",
+            "rwkv-lab generate --checkpoint m.pth --tokens 1 --step-engine fast",
         ] {
             assert!(
                 Cli::try_parse_from(bad.split_whitespace()).is_err(),

@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rwkv::WkvMode;
-use rwkv::generate::{GenerateOptions, Sampler, generate, generate_by_forward, generate_streaming};
+use rwkv::generate::{
+    GenerateOptions, Sampler, StepEngine, generate, generate_by_forward, generate_streaming,
+};
 use rwkv_checkpoint::load;
 use tokenizers::Tokenizer;
 
 use crate::checkpoint::fixture;
-use crate::common::F64;
+use crate::common::{F32, F64};
 
 /// The shipped tokenizer fixture: a byte-level BPE trained on Shakespeare (560 ids) and a
 /// random RWKV-4 model of the same vocabulary, as a Hugging Face folder.
@@ -130,6 +132,7 @@ fn a_prompt_in_pieces_continues_exactly_like_one_forward() {
                 prompt_mode: mode,
                 prompt_piece: piece,
                 keep_logits: true,
+                step_engine: StepEngine::Model,
             },
             |_| ControlFlow::Continue(()),
         )
@@ -419,5 +422,49 @@ fn cli_refuses_or_splits_what_does_not_fit_the_memory_budget() {
     assert!(
         stderr.contains("--check") && stderr.contains("--check-mode scan"),
         "{stderr}"
+    );
+}
+
+/// The CPU decoder continues a prompt like the model's own RNN steps: same tokens (sampled,
+/// temperature 0.8), logits within f32 rounding of each other.
+#[test]
+fn the_cpu_decoder_continues_like_the_model() {
+    let ckpt = load(fixture("model.pth")).unwrap();
+    let model = ckpt.to_model::<F32>(&Default::default()).unwrap();
+    let prompt: Vec<i64> = (0..9).map(|i| (i * 11 + 2) % 50).collect();
+    let run = |engine| {
+        let mut s = Sampler::new(0.8, 0.9, 7).unwrap();
+        generate_streaming(
+            &model,
+            &prompt,
+            16,
+            &mut s,
+            GenerateOptions {
+                step_engine: engine,
+                ..GenerateOptions::default()
+            },
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap()
+    };
+    let model_steps = run(StepEngine::Model);
+    let decoder = run(StepEngine::CpuDecoder);
+    assert_eq!(decoder.tokens, model_steps.tokens);
+    assert_eq!(decoder.step_seconds.len(), 15);
+    let scale = model_steps
+        .logits
+        .iter()
+        .flatten()
+        .fold(1.0f64, |m, x| m.max(x.abs()));
+    let diff = decoder
+        .logits
+        .iter()
+        .flatten()
+        .zip(model_steps.logits.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        diff <= 2e-5 * scale,
+        "max |logit difference| {diff:e} (scale {scale})"
     );
 }

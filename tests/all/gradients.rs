@@ -265,4 +265,3 @@ fn fixed_decay_receives_no_gradient() {
         assert_eq!(g.is_some(), expect, "{decay:?}");
     }
 }
-

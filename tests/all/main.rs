@@ -7,6 +7,7 @@ mod checkpoint;
 mod checkpoint_errors;
 mod common;
 mod convert;
+mod decode;
 mod generate_text;
 mod gradients;
 mod model_equiv;

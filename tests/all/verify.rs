@@ -58,7 +58,8 @@ fn failures(r: &VerifyReport) -> Vec<String> {
 fn correct_runs_pass_the_stress_case() {
     let (ckpt, reference) = stress_case();
     for (report, expected) in [
-        (run::<F32>(&ckpt, &reference), 10 + 12 + 5 * 8),
+        // f32 adds the CPU decoder: 2 rows vs the recurrence, 2 vs the oracle, 8 vs the reference
+        (run::<F32>(&ckpt, &reference), 10 + 12 + 5 * 8 + 12),
         (run::<F64>(&ckpt, &reference), 10 + 5 * 8),
     ] {
         assert!(report.pass, "{}: {:#?}", report.dtype, failures(&report));
@@ -243,8 +244,16 @@ fn random_models_pass_in_both_precisions() {
     };
     let r32 = verify_random::<F32>(&Default::default(), &model, &tokens, &opts).unwrap();
     assert!(r32.pass, "{:#?}", failures(&r32));
-    // parallel, chunked, scan, rnn, split against the recurrence, and all six against f64
-    assert_eq!(r32.comparisons.len(), 10 + 12);
+    // parallel, chunked, scan, rnn, cpu-decoder, split against the recurrence, and all seven
+    // against f64
+    assert_eq!(r32.comparisons.len(), 12 + 14);
+    let decoder: Vec<_> = r32
+        .comparisons
+        .iter()
+        .filter(|c| c.a == "cpu-decoder")
+        .collect();
+    assert_eq!(decoder.len(), 4);
+    assert!(decoder.iter().all(|c| c.pass && c.max_abs > 0.0));
     assert_eq!((r32.dtype, r32.backend.as_str()), ("f32", "ndarray"));
     assert!(
         r32.comparisons

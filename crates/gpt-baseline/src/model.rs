@@ -243,9 +243,9 @@ impl<B: Backend> Block<B> {
         path: AttentionPath,
     ) -> (Tensor<B, 3>, LayerKv<B>) {
         let eps = self.layer_norm_eps;
-        let (att, kv) = self
-            .attn
-            .forward(lab_util::layer_norm(&self.ln1, x.clone(), eps), past, path);
+        let (att, kv) =
+            self.attn
+                .forward(lab_util::layer_norm(&self.ln1, x.clone(), eps), past, path);
         let x = x + att;
         let x = x.clone() + self.mlp.forward(lab_util::layer_norm(&self.ln2, x, eps));
         (x, kv)

@@ -255,18 +255,30 @@ mod tests {
             let t = Tensor::<B, 2>::from_data(TensorData::new(x.to_vec(), [x.len() / 8, 8]), &dev)
                 .require_grad();
             let w = Tensor::<B, 2>::from_data(
-                TensorData::new((0..x.len()).map(|i| (i % 5) as f64 - 2.0).collect(), [x.len() / 8, 8]),
+                TensorData::new(
+                    (0..x.len()).map(|i| (i % 5) as f64 - 2.0).collect(),
+                    [x.len() / 8, 8],
+                ),
                 &dev,
             );
             let g = (layer_norm(&ln, t.clone(), 1e-5) * w).sum().backward();
-            t.grad(&g).unwrap().into_data().convert::<f64>().to_vec().unwrap()
+            t.grad(&g)
+                .unwrap()
+                .into_data()
+                .convert::<f64>()
+                .to_vec()
+                .unwrap()
         }
         let mut r = SplitMix64::new(3);
         let x = r.fill(8 * 64, |r| r.range(-3.0, 3.0));
         let g32 = ln_grad::<A>(&x);
         let g64 = ln_grad::<Autodiff<NdArray<f64>>>(&x);
         let scale = g64.iter().fold(1f64, |m, v| m.max(v.abs()));
-        let err = g32.iter().zip(&g64).fold(0f64, |m, (a, b)| m.max((a - b).abs())) / scale;
+        let err = g32
+            .iter()
+            .zip(&g64)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
         assert!(err < 5e-6, "LayerNorm gradient: scaled error {err:e}");
     }
 }

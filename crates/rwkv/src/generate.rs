@@ -16,6 +16,7 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 use crate::config::RwkvConfig;
+use crate::decode::{CpuDecoder, DecoderState};
 use crate::error::{Result, RwkvError};
 use crate::model::Rwkv;
 use crate::verify::to_f64;
@@ -111,6 +112,8 @@ pub struct GenerateOptions {
     /// Keep each new token's row of logits in [`Generation::logits`] (`V` f64 per token;
     /// needed to compare two runs, not to generate).
     pub keep_logits: bool,
+    /// What runs the RNN-mode steps after the prompt.
+    pub step_engine: StepEngine,
 }
 
 impl Default for GenerateOptions {
@@ -119,6 +122,29 @@ impl Default for GenerateOptions {
             prompt_mode: WkvMode::Parallel,
             prompt_piece: None,
             keep_logits: true,
+            step_engine: StepEngine::Model,
+        }
+    }
+}
+
+/// What runs the RNN-mode steps of a generation (the prompt always runs in the model's
+/// GPT mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepEngine {
+    /// [`Rwkv::step`] on the model's backend and precision.
+    #[default]
+    Model,
+    /// [`CpuDecoder`]: f32 on the host, weights laid out once for matrix–vector products
+    /// (equal to [`Rwkv::step`] to f32 rounding; about 4 more bytes per parameter).
+    CpuDecoder,
+}
+
+impl StepEngine {
+    /// `"model"` or `"cpu-decoder"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepEngine::Model => "model",
+            StepEngine::CpuDecoder => "cpu-decoder",
         }
     }
 }
@@ -230,6 +256,19 @@ pub fn generate_streaming<B: WkvBackend>(
     };
     let mut row = last_row(logits);
     let prompt_seconds = start.elapsed().as_secs_f64();
+    // built after the prompt (its time is in neither figure): the layout copy of the weights
+    let decoder = match opts.step_engine {
+        StepEngine::Model => None,
+        StepEngine::CpuDecoder => Some(CpuDecoder::from_model(model)?),
+    };
+    let mut decoding = match &decoder {
+        Some(d) => Some((
+            d,
+            DecoderState::from_state(&state)?,
+            vec![0f32; d.vocab_size()],
+        )),
+        None => None,
+    };
     let mut out = Generation {
         tokens: Vec::new(),
         logits: Vec::new(),
@@ -257,8 +296,16 @@ pub fn generate_streaming<B: WkvBackend>(
             break;
         }
         let start = Instant::now();
-        let tok = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![next], [1]), &device);
-        row = to_f64(model.step(tok, &mut state)?);
+        row = match &mut decoding {
+            Some((d, s, buf)) => {
+                d.step(next, s, buf)?;
+                buf.iter().map(|&x| x as f64).collect()
+            }
+            None => {
+                let tok = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![next], [1]), &device);
+                to_f64(model.step(tok, &mut state)?)
+            }
+        };
         out.step_seconds.push(start.elapsed().as_secs_f64());
     }
     Ok(out)

@@ -10,8 +10,11 @@
 //! * [`Rwkv::forward`] runs a whole sequence ("GPT mode") with any [`WkvMode`];
 //!   [`Rwkv::step`] runs one token with a carried [`RwkvState`] ("RNN mode").
 //! * [`wkv`] holds the four formulations of the WKV operator (paper eq. 16).
+//! * [`decode::CpuDecoder`] is a dedicated CPU engine for RNN-mode decoding (weights laid
+//!   out once for matrix–vector products), equal to [`Rwkv::step`] to f32 rounding.
 
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod generate;
 pub mod init;
@@ -22,6 +25,7 @@ pub mod verify;
 pub mod wkv;
 
 pub use config::{Activation, Bonus, Decay, EmbeddingInit, RwkvConfig, Variant};
+pub use decode::{CpuDecoder, DecoderState};
 pub use error::RwkvError;
 pub use init::{RandomizedInit, Rwkv4Init};
 pub use model::{Block, ChannelMix, Rwkv, TimeMix};

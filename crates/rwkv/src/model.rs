@@ -239,12 +239,10 @@ impl<B: WkvBackend> Block<B> {
             mode,
         )?;
         let x = x + att;
-        let (ffn, ffn_shift) = self
-            .ffn
-            .forward(
-                lab_util::layer_norm(&self.ln2, x.clone(), self.layer_norm_eps),
-                state.ffn_shift,
-            );
+        let (ffn, ffn_shift) = self.ffn.forward(
+            lab_util::layer_norm(&self.ln2, x.clone(), self.layer_norm_eps),
+            state.ffn_shift,
+        );
         Ok((
             x + ffn,
             LayerState {

@@ -25,7 +25,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use rwkv::generate::{
-    GenerateOptions, Generation, NewToken, Sampler, generate_by_forward, generate_streaming,
+    GenerateOptions, Generation, NewToken, Sampler, StepEngine, generate_by_forward,
+    generate_streaming,
 };
 use rwkv::{RwkvError, WkvBackend, WkvMode};
 use rwkv_checkpoint::{Checkpoint, CheckpointError, load};
@@ -225,6 +226,8 @@ pub struct Request {
     pub memory_budget: u64,
     /// Bytes per value of the backend's float type (4 or 8).
     pub element_bytes: usize,
+    /// What runs the RNN-mode steps (the CPU decoder holds a second, f32 copy of the weights).
+    pub step_engine: StepEngine,
 }
 
 impl Request {
@@ -244,6 +247,7 @@ impl Request {
             check_mode: None,
             memory_budget: 8 << 30,
             element_bytes: 4,
+            step_engine: StepEngine::Model,
         }
     }
 
@@ -396,6 +400,7 @@ pub fn generate<B: WkvBackend>(
         prompt_mode: plan.prompt_mode,
         prompt_piece: plan.prompt_piece,
         keep_logits: req.check,
+        step_engine: req.step_engine,
     };
     let warm =
         Tensor::<B, 2, Int>::from_data(TensorData::new(vec![prep.prompt[0]], [1, 1]), device);
@@ -493,6 +498,8 @@ pub struct Report {
     pub prompt_seconds: f64,
     /// Prompt tokens per second.
     pub prompt_tokens_per_second: f64,
+    /// What ran the RNN steps (`model` or `cpu-decoder`).
+    pub step_engine: String,
     /// Mean seconds per RNN step, if any.
     pub seconds_per_token: Option<f64>,
     /// RNN steps per second, if any.
@@ -538,6 +545,7 @@ impl Report {
             prompt_pieces: g.prompt_pieces,
             prompt_seconds: g.prompt_seconds,
             prompt_tokens_per_second: prep.prompt.len() as f64 / g.prompt_seconds,
+            step_engine: req.step_engine.name().into(),
             seconds_per_token: per_token,
             tokens_per_second: per_token.map(|s| 1.0 / s),
             memory: prep.plan.memory.clone(),

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use lab_util::fmt_bytes;
-use rwkv::generate::{forward_bytes, largest_piece, model_bytes, param_count};
+use rwkv::generate::{StepEngine, forward_bytes, largest_piece, model_bytes, param_count};
 use rwkv::{RwkvConfig, WkvMode};
 use serde::Serialize;
 
@@ -86,7 +86,11 @@ pub fn plan(req: &Request, config: &RwkvConfig, prompt_len: usize) -> Result<Pla
     let params = param_count(config);
     // the checkpoint's values stay in host memory as f64 while the model exists
     let host = params.and_then(|p| p.checked_mul(8));
-    let model = model_bytes(config, e);
+    let model = model_bytes(config, e).and_then(|m| match req.step_engine {
+        // the CPU decoder's own f32 copy of the weights
+        StepEngine::CpuDecoder => m.checked_add(model_bytes(config, 4)?),
+        StepEngine::Model => Some(m),
+    });
     let vocab = config.vocab_size as u64;
     let rows = |n: usize| (n as u64).checked_mul(vocab)?.checked_mul(8);
     // generated ids, plus both runs' rows of logits when checking

@@ -397,6 +397,8 @@ fn dtype_name<B: WkvBackend>() -> &'static str {
 enum Run {
     Gpt(WkvMode),
     Rnn,
+    /// RNN mode through `rwkv::decode::CpuDecoder` (f32 runs only), one row at a time.
+    Decoder,
     Split(usize, WkvMode),
 }
 
@@ -405,6 +407,7 @@ impl Run {
         match self {
             Run::Gpt(m) => m.to_string(),
             Run::Rnn => "rnn".into(),
+            Run::Decoder => "cpu-decoder".into(),
             Run::Split(s, m) => format!("split@{s}({m})"),
         }
     }
@@ -413,14 +416,14 @@ impl Run {
     fn plan_name(self) -> String {
         match self {
             Run::Gpt(m) | Run::Split(_, m) => m.to_string(),
-            Run::Rnn => "rnn".into(),
+            Run::Rnn | Run::Decoder => "rnn".into(),
         }
     }
 
     fn algorithm(self) -> Algorithm {
         match self {
             Run::Gpt(m) | Run::Split(_, m) => Algorithm::of(m),
-            Run::Rnn => Algorithm::Recurrent,
+            Run::Rnn | Run::Decoder => Algorithm::Recurrent,
         }
     }
 
@@ -432,9 +435,58 @@ impl Run {
         match self {
             Run::Gpt(m) => run_gpt(model, tokens, None, m),
             Run::Rnn => run_rnn(model, tokens, None),
+            Run::Decoder => run_decoder_rows(model, tokens),
             Run::Split(s, m) => run_split(model, tokens, s, m),
         }
     }
+}
+
+/// [`Run::Decoder`]: each batch row through its own `CpuDecoder` run, the logits and states
+/// put back in batch order (`[B, T, V]`; the state's layers concatenated along the batch).
+fn run_decoder_rows<B: WkvBackend>(
+    model: &Rwkv<B>,
+    tokens: Tensor<B, 2, Int>,
+) -> Result<RunOutput, RwkvError> {
+    let [batch, time] = tokens.dims();
+    let device = tokens.device();
+    let ids: Vec<i64> = tokens
+        .into_data()
+        .convert::<i64>()
+        .into_vec()
+        .unwrap_or_default();
+    let decoder = rwkv::CpuDecoder::from_model(model)?;
+    let mut logits = Vec::new();
+    let mut states = Vec::with_capacity(batch);
+    let mut row = vec![0f32; decoder.vocab_size()];
+    for b in 0..batch {
+        let mut s = decoder.zero_state();
+        for &t in &ids[b * time..(b + 1) * time] {
+            decoder.step(t, &mut s, &mut row)?;
+            logits.extend(row.iter().map(|&x| x as f64));
+        }
+        states.push(s.to_state::<B>(&device));
+    }
+    let n_layers = model.blocks.len();
+    let cat = |f: &dyn Fn(&rwkv::LayerState<B>) -> Tensor<B, 2>, l: usize| {
+        Tensor::cat(states.iter().map(|s| f(&s.layers[l])).collect(), 0)
+    };
+    let state = rwkv::RwkvState {
+        layers: (0..n_layers)
+            .map(|l| rwkv::LayerState {
+                att_shift: cat(&|x| x.att_shift.clone(), l),
+                wkv: rwkv::WkvState {
+                    aa: cat(&|x| x.wkv.aa.clone(), l),
+                    bb: cat(&|x| x.wkv.bb.clone(), l),
+                    pp: cat(&|x| x.wkv.pp.clone(), l),
+                },
+                ffn_shift: cat(&|x| x.ffn_shift.clone(), l),
+            })
+            .collect(),
+    };
+    Ok(RunOutput {
+        logits,
+        state: rwkv::verify::canonical_state(&state),
+    })
 }
 
 /// What every run is compared with, and the comparisons so far, grouped so that the report
@@ -773,6 +825,10 @@ fn verify_subject<B: WkvBackend>(
         Run::Gpt(WkvMode::Scan),
         Run::Rnn,
     ];
+    // the CPU decoder computes in f32: compared in f32 runs, with the f32 bounds
+    if dtype_name::<B>() == "f32" {
+        runs.push(Run::Decoder);
+    }
     if time > 1 {
         runs.push(Run::Split(time / 2, chunked));
     }
