@@ -377,10 +377,14 @@ pub fn run(args: GenerateArgs) -> Result<bool> {
     );
     match report.seconds_per_token {
         Some(s) => println!(
-            "{prompt_part}; new tokens: {:.3} ms per token in RNN mode, {} ({:.1} tokens/s over {} steps)",
+            "{prompt_part}; new tokens: {:.3} ms per token in RNN mode, {} ({} tokens/s over {} steps)",
             s * 1e3,
             report.step_engine,
-            1.0 / s,
+            if s > 0.01 {
+                format!("{:.1}", 1.0 / s)
+            } else {
+                format!("{:.0}", 1.0 / s)
+            },
             g.step_seconds.len()
         ),
         None => println!("{prompt_part}"),
