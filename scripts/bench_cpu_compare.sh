@@ -19,6 +19,9 @@ if [ -z "${BIN:-}" ]; then
   BIN=target/release/rwkv-lab
 fi
 ckpt=${CKPT:-${TMPDIR:-/tmp}/rwkv-lab-bench-169m.pth}
+# written outside the repository and moved at the end, so that the run sees a clean tree
+# (rwkv-lab records the git revision, with -dirty when the tree has changes)
+tmp=$(mktemp)
 [ -f "$ckpt" ] || "$venv/bin/python" scripts/make_random_blinkdl.py "$ckpt"
 {
   echo "# CPU inference: rwkv-lab vs PyTorch, one session"
@@ -37,4 +40,5 @@ ckpt=${CKPT:-${TMPDIR:-/tmp}/rwkv-lab-bench-169m.pth}
   echo "### Prefill and dense products"
   echo
   "$venv/bin/python" scripts/bench_prefill_torch.py 2>&1 | grep -v -e Warning -e '\[transformers\]'
-} > "$out"
+} > "$tmp"
+if [ "$out" = /dev/stdout ]; then cat "$tmp"; rm -f "$tmp"; else mv "$tmp" "$out"; fi
