@@ -335,8 +335,15 @@ fn report_of_shard_folders_merges_and_lists_missing_runs() {
     let sources = rwkv_report::ablation::find_studies(&[root.clone()]).unwrap();
     assert_eq!(sources.len(), 2);
     let merged = StudyDir::for_writing(&root.join("merged")).unwrap();
+    // a merge a while after the shards: the merged study keeps the shards' times
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let report = rwkv_report::ablation::merge(&sources, &merged, "report").unwrap();
     assert_eq!(report.n_records, 3);
+    let meta = |d: &Path| StudyDir::open(d).unwrap().read_meta().unwrap().unwrap();
+    let (m0, m1, mm) = (meta(&s0), meta(&s1), meta(&root.join("merged")));
+    assert_eq!(mm.started, m0.started.clone().min(m1.started.clone()));
+    assert_eq!(mm.finished, m0.finished.clone().max(m1.finished.clone()));
+    assert!(!mm.finished.is_empty());
     let summary = std::fs::read_to_string(&report.summary).unwrap();
     assert!(
         summary.contains("| no_decay seed 0 | missing (not run) |")

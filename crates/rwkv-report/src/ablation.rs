@@ -299,6 +299,9 @@ fn summary_text(
         .chain(runs.open.iter().map(|o| &o.0))
         .map(|k| (k.task.clone(), k.setting.clone()))
         .collect();
+    // numbers in their numeric order: d_model=16 before d_model=128
+    let mut settings: Vec<(String, String)> = settings.into_iter().collect();
+    settings.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(&a.1, &b.1)));
     // variants in the grid's order (full first), then any others
     let mut variants: Vec<String> = Vec::new();
     for g in &plan.grid {
@@ -411,6 +414,33 @@ fn summary_text(
         let _ = writeln!(md, "- ![{name}]({name})");
     }
     md
+}
+
+/// Orders settings (`key=value` pairs joined by commas) pair by pair: keys as text, values
+/// as numbers when both parse (`d_model=16` < `d_model=128`, `lr=0.05` < `lr=0.1`), as text
+/// otherwise.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |s: &str| -> Vec<(String, String)> {
+        s.split(',')
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (p.to_string(), String::new()),
+            })
+            .collect()
+    };
+    let (pa, pb) = (parts(a), parts(b));
+    for ((ka, va), (kb, vb)) in pa.iter().zip(&pb) {
+        let o = ka
+            .cmp(kb)
+            .then_with(|| match (va.parse::<f64>(), vb.parse::<f64>()) {
+                (Ok(x), Ok(y)) => x.total_cmp(&y),
+                _ => va.cmp(vb),
+            });
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    pa.len().cmp(&pb.len()).then_with(|| a.cmp(b))
 }
 
 /// A file-name-safe form of a setting.
@@ -633,7 +663,27 @@ pub fn merge(
             run.write(r)?;
         }
     }
-    run.finish()?;
+    let mut merged = run.finish()?;
+    // the study's own times, not the merge's: the earliest shard's start and, when every
+    // shard finished, the last one's end
+    if let Some(start) = metas
+        .iter()
+        .map(|m| &m.started)
+        .filter(|s| !s.is_empty())
+        .min()
+    {
+        merged.started = start.clone();
+    }
+    merged.finished = if metas.iter().all(|m| !m.finished.is_empty()) {
+        metas
+            .iter()
+            .map(|m| m.finished.clone())
+            .max()
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    out.write_meta(&merged)?;
     let mut output = render_ablation(out, out.read_meta()?)?;
     warnings.append(&mut output.warnings);
     output.warnings = warnings;
@@ -643,6 +693,32 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_sort_with_numbers_in_numeric_order() {
+        let mut v = vec![
+            "d_model=128",
+            "d_model=16",
+            "d_model=64,lr=0.1",
+            "d_model=64,lr=0.05",
+            "",
+            "d_model=32",
+            "seq_len_kv_pairs=x",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            [
+                "",
+                "d_model=16",
+                "d_model=32",
+                "d_model=64,lr=0.05",
+                "d_model=64,lr=0.1",
+                "d_model=128",
+                "seq_len_kv_pairs=x"
+            ]
+        );
+    }
 
     #[test]
     fn paired_difference_on_known_numbers() {
