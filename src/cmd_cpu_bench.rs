@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use lab_records::provenance::{cores, default_memory_budget, git_rev, machine_line, utc_now};
 use lab_util::fmt_bytes;
 use rwkv::WkvMode;
-use rwkv::generate::{StepEngine, forward_bytes};
+use rwkv::generate::{StepEngine, forward_bytes, model_bytes};
 use rwkv_lab_core::cpu_bench::{self, DecodeRow, GemmShape, ModelShape};
 use rwkv_lab_core::timing::Stats;
 
@@ -95,7 +95,8 @@ pub struct CpuBenchArgs {
     /// Untimed warm-up runs (decode: warm-up steps).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Skip prefills whose forward is estimated above this much memory [default: half the RAM].
+    /// Skip prefills whose forward is estimated above this much memory, and refuse models
+    /// and products that do not fit [default: half the RAM].
     #[arg(long, value_name = "SIZE", value_parser = memory_budget)]
     pub memory_budget: Option<u64>,
     /// Seed of the random weights and tokens.
@@ -116,6 +117,8 @@ struct Measured {
 struct Measure<'a> {
     args: &'a CpuBenchArgs,
     budget: u64,
+    /// The decode model's checkpoint, read once for every backend.
+    checkpoint: Option<&'a rwkv_checkpoint::Checkpoint>,
 }
 
 impl Job for Measure<'_> {
@@ -136,8 +139,8 @@ impl Job for Measure<'_> {
             layers: a.prefill_layers,
         };
         if a.only.contains(&Part::Decode) {
-            let model = match &a.checkpoint {
-                Some(p) => rwkv_checkpoint::load(p)?.to_model::<B>(&device)?,
+            let model = match self.checkpoint {
+                Some(c) => c.to_model::<B>(&device)?,
                 None => decode_shape.random_model::<B>(&device, a.seed)?,
             };
             out.decode_params = model.num_params();
@@ -167,16 +170,54 @@ impl Job for Measure<'_> {
             }
         }
         if a.only.contains(&Part::Gemm) {
-            let m = a.seq_lens.iter().copied().max().unwrap_or(1024);
-            let mut shapes = cpu_bench::model_gemms(decode_shape, 1);
-            shapes.extend(cpu_bench::model_gemms(prefill_shape, m));
-            for g in shapes {
+            for g in gemm_shapes(a) {
                 eprintln!("  gemm: {}x{}x{} ...", g.m, g.k, g.n);
                 let s = cpu_bench::run_gemm::<B>(g, &device, 1, repeats, a.seed)?;
                 out.gemm.push((g, s));
             }
         }
         Ok(out)
+    }
+}
+
+/// The products `gemm` measures: the decode shape's at m = 1, the prefill shape's at the
+/// largest T.
+fn gemm_shapes(a: &CpuBenchArgs) -> Vec<GemmShape> {
+    let decode = ModelShape {
+        vocab: a.vocab,
+        d_model: a.d_model,
+        layers: a.layers,
+    };
+    let prefill = ModelShape {
+        vocab: a.prefill_vocab,
+        d_model: a.prefill_d_model,
+        layers: a.prefill_layers,
+    };
+    let m = a.seq_lens.iter().copied().max().unwrap_or(1024);
+    let mut shapes = cpu_bench::model_gemms(decode, 1);
+    shapes.extend(cpu_bench::model_gemms(prefill, m));
+    shapes
+}
+
+/// Bytes of the operands and the result of `g` in f32 (None: beyond 64 bits).
+fn gemm_bytes(g: GemmShape) -> Option<u64> {
+    let (m, k, n) = (g.m as u64, g.k as u64, g.n as u64);
+    m.checked_mul(k)?
+        .checked_add(k.checked_mul(n)?)?
+        .checked_add(m.checked_mul(n)?)?
+        .checked_mul(4)
+}
+
+/// Fails, naming `what`, when `need` (None: beyond 64 bits) exceeds `budget`.
+fn check_fits(what: &str, need: Option<u64>, budget: u64) -> Result<()> {
+    match need {
+        Some(n) if n <= budget => Ok(()),
+        Some(n) => bail!(
+            "{what} needs about {} (estimated), more than the memory budget of {}; nothing was allocated (--memory-budget to change it)",
+            fmt_bytes(n as f64),
+            fmt_bytes(budget as f64)
+        ),
+        None => bail!("{what} needs more than 16 EiB (the size overflows); nothing was allocated"),
     }
 }
 
@@ -211,6 +252,44 @@ pub fn run(args: CpuBenchArgs) -> Result<()> {
         bail!("--only selects nothing");
     }
     let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
+    // sizes first: nothing large is allocated before it is known to fit
+    let checkpoint = match (&args.checkpoint, args.only.contains(&Part::Decode)) {
+        (Some(p), true) => {
+            let reading = rwkv_checkpoint::read_bytes_estimate(p)?;
+            check_fits(&format!("reading {}", p.display()), Some(reading), budget)?;
+            Some(rwkv_checkpoint::load(p)?)
+        }
+        _ => None,
+    };
+    if args.only.contains(&Part::Decode) {
+        let config = match &checkpoint {
+            Some(c) => c.config.clone(),
+            None => ModelShape {
+                vocab: args.vocab,
+                d_model: args.d_model,
+                layers: args.layers,
+            }
+            .config(),
+        };
+        // the model and the decoder's own f32 copy of its weights
+        let need = model_bytes(&config, 4).and_then(|m| m.checked_mul(2));
+        check_fits("the decode model and its CPU-decoder copy", need, budget)?;
+    }
+    if args.only.contains(&Part::Prefill) {
+        let config = ModelShape {
+            vocab: args.prefill_vocab,
+            d_model: args.prefill_d_model,
+            layers: args.prefill_layers,
+        }
+        .config();
+        check_fits("the prefill model", model_bytes(&config, 4), budget)?;
+    }
+    if args.only.contains(&Part::Gemm) {
+        for g in gemm_shapes(&args) {
+            let what = format!("the {}x{}x{} product", g.m, g.k, g.n);
+            check_fits(&what, gemm_bytes(g), budget)?;
+        }
+    }
     let mut results = Vec::new();
     for &k in &backends {
         eprintln!("measuring on {} ...", k.name());
@@ -220,6 +299,7 @@ pub fn run(args: CpuBenchArgs) -> Result<()> {
             Measure {
                 args: &args,
                 budget,
+                checkpoint: checkpoint.as_ref(),
             },
         )?;
         results.push((k, m));

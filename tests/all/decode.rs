@@ -165,3 +165,101 @@ fn bad_input_is_refused_and_the_state_kept() {
     ));
     assert_eq!(s, before);
 }
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `rwkv-lab bench` refuses what does not fit before allocating anything (exit 2, one line
+/// naming the part), and measures a tiny model in every part with both step engines.
+#[test]
+fn bench_checks_sizes_first_and_measures_a_tiny_model() {
+    for (args, needle) in [
+        (
+            &[
+                "--only",
+                "decode",
+                "--vocab",
+                "10000000",
+                "--d-model",
+                "100000",
+            ][..],
+            "the decode model and its CPU-decoder copy needs about",
+        ),
+        (
+            &[
+                "--only",
+                "gemm",
+                "--seq-lens",
+                "100000000",
+                "--prefill-d-model",
+                "100000",
+            ][..],
+            "the 100000000x100000x100000 product needs about",
+        ),
+        (
+            &["--only", "prefill", "--prefill-vocab", "100000000000"][..],
+            "the prefill model needs about",
+        ),
+        (
+            &["--only", "decode", "--d-model", "4611686018427387904"][..],
+            "overflows",
+        ),
+        (&["--backends", "wgpu"][..], "wgpu"),
+    ] {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        let (code, out, err) = cli(&all);
+        assert_eq!(code, 2, "{all:?}: {err}");
+        assert!(err.contains(needle), "{all:?}: `{err}` lacks `{needle}`");
+        assert!(
+            out.is_empty() && !err.contains("measuring"),
+            "{all:?}: {out}{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let (code, out, err) = cli(&[
+        "bench",
+        "--vocab",
+        "300",
+        "--d-model",
+        "32",
+        "--layers",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--repeats",
+        "1",
+        "--seq-lens",
+        "16",
+        "--prefill-vocab",
+        "50",
+        "--prefill-d-model",
+        "16",
+        "--prefill-layers",
+        "1",
+        "--modes",
+        "scan,parallel",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for row in [
+        "| ndarray | model |",
+        "| ndarray | cpu-decoder |",
+        "| 16 | ndarray | scan |",
+        "| 16 | ndarray | parallel |",
+        "| head (C→V) | 1x32x300 |",
+        "| head (C→V) | 16x16x50 |",
+    ] {
+        assert!(out.contains(row), "`{row}` missing in\n{out}");
+    }
+}
