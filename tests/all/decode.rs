@@ -1,6 +1,6 @@
 //! The CPU decoder (`rwkv::decode::CpuDecoder`) equals the model's RNN mode: logits and
-//! final state after a run of tokens, from the empty state and from random states, for
-//! random models with random ablation switches; the state converts both ways unchanged;
+//! final state after a run of tokens (batches decoded row by row), from the empty state and
+//! from random states, for random models with random ablation switches; the state converts both ways unchanged;
 //! bad input is refused with the state untouched.
 //!
 //! Tolerance, as in `model_equiv`: the decoder's distance from the exact float64 run of the
@@ -19,6 +19,7 @@ use crate::common::*;
 #[derive(Debug, Clone)]
 struct Case {
     seed: u64,
+    batch: usize,
     time: usize,
     vocab: usize,
     c: usize,
@@ -31,6 +32,7 @@ struct Case {
 fn cases() -> impl Strategy<Value = Case> {
     (
         any::<u64>(),
+        1usize..=3,
         1usize..=12,
         1usize..=20,
         1usize..=40,
@@ -40,8 +42,9 @@ fn cases() -> impl Strategy<Value = Case> {
         any::<bool>(),
     )
         .prop_map(
-            |(seed, time, vocab, c, layers, ffn, bits, with_state)| Case {
+            |(seed, batch, time, vocab, c, layers, ffn, bits, with_state)| Case {
                 seed,
+                batch,
                 time,
                 vocab,
                 c,
@@ -71,16 +74,17 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
         case.ffn,
         variant,
     );
-    let ids = random_tokens(case.seed, 1, case.time, case.vocab);
+    let (b, t) = (case.batch, case.time);
+    let ids = random_tokens(case.seed, b, t, case.vocab);
     let s32 = case
         .with_state
-        .then(|| random_state::<F32>(case.seed, case.layers, 1, case.c));
+        .then(|| random_state::<F32>(case.seed, case.layers, b, case.c));
     let s64 = case
         .with_state
-        .then(|| random_state::<F64>(case.seed, case.layers, 1, case.c));
-    let exact = run_rnn(&m64, tokens::<F64>(&ids, 1, case.time), s64).unwrap();
-    let model32 = run_rnn(&m32, tokens::<F32>(&ids, 1, case.time), s32.clone()).unwrap();
-    let dec = run_decoder(&m32, &ids, s32.as_ref()).unwrap();
+        .then(|| random_state::<F64>(case.seed, case.layers, b, case.c));
+    let exact = run_rnn(&m64, tokens::<F64>(&ids, b, t), s64).unwrap();
+    let model32 = run_rnn(&m32, tokens::<F32>(&ids, b, t), s32.clone()).unwrap();
+    let dec = run_decoder(&m32, tokens::<F32>(&ids, b, t), s32).unwrap();
     prop_assert!(all_finite(&dec.logits) && all_finite(&dec.state));
     let tol = |e: f64| 2e-5 + 8.0 * e;
     let (tl, ts) = (
@@ -110,7 +114,7 @@ fn decoder_equals_rnn_mode_at_a_threaded_size() {
     let m = random_model::<F32>(11, 1000, 256, 2, 1024, Variant::default());
     let ids = random_tokens(3, 1, 24, 1000);
     let model = run_rnn(&m, tokens::<F32>(&ids, 1, 24), None).unwrap();
-    let dec = run_decoder(&m, &ids, None).unwrap();
+    let dec = run_decoder(&m, tokens::<F32>(&ids, 1, 24), None).unwrap();
     let e = scaled_err(&dec.logits, &model.logits);
     assert!(e <= 2e-5, "logits {e:e}");
     let e = scaled_err(&dec.state, &model.state);

@@ -432,35 +432,93 @@ impl DecoderState {
     }
 }
 
-/// Runs `tokens` (one sequence) through a [`CpuDecoder`] built from `model`, starting from
-/// `state` (batch 1) or the empty state: logits `[1, T, V]` flattened and the final state
-/// in [`crate::verify::canonical_state`] form, the same as [`crate::verify::run_rnn`]
-/// returns for the model itself.
+/// [`crate::verify::run_rnn`] through a [`CpuDecoder`] built from `model`: `tokens` `[B, T]`,
+/// each batch row decoded on its own from its row of `state` (or the empty state); logits
+/// `[B, T, V]` flattened and the final state in [`crate::verify::canonical_state`] form.
 ///
 /// # Errors
-/// As [`CpuDecoder::step`] and [`DecoderState::from_state`].
+/// As [`CpuDecoder::step`]; a state of another batch size or model.
 pub fn run_decoder<B: Backend>(
     model: &Rwkv<B>,
-    tokens: &[i64],
-    state: Option<&RwkvState<B>>,
+    tokens: Tensor<B, 2, burn::tensor::Int>,
+    state: Option<RwkvState<B>>,
 ) -> Result<crate::verify::RunOutput> {
-    let decoder = CpuDecoder::from_model(model)?;
-    let mut s = match state {
-        Some(s) => DecoderState::from_state(s)?,
-        None => decoder.zero_state(),
-    };
-    let mut row = vec![0.0f32; decoder.vocab_size()];
-    let mut logits = Vec::with_capacity(tokens.len() * row.len());
-    for &t in tokens {
-        decoder.step(t, &mut s, &mut row)?;
-        logits.extend(row.iter().map(|&x| x as f64));
+    let [batch, time] = tokens.dims();
+    let device = tokens.device();
+    let ids: Vec<i64> = tokens
+        .into_data()
+        .convert::<i64>()
+        .into_vec()
+        .map_err(|e| RwkvError::Source {
+            key: "tokens".into(),
+            reason: format!("reading the ids to the host: {e:?}"),
+        })?;
+    if let Some(s) = &state {
+        s.check(model.blocks.len(), batch, model.config.d_model)?;
     }
-    let device = model.emb.weight.device();
-    let state = s.to_state::<B>(&device);
+    let decoder = CpuDecoder::from_model(model)?;
+    let mut row = vec![0.0f32; decoder.vocab_size()];
+    let mut logits = Vec::with_capacity(batch * time * row.len());
+    let mut finals = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let mut s = match &state {
+            Some(s) => DecoderState::from_state(&batch_row(s, b))?,
+            None => decoder.zero_state(),
+        };
+        for &t in &ids[b * time..(b + 1) * time] {
+            decoder.step(t, &mut s, &mut row)?;
+            logits.extend(row.iter().map(|&x| x as f64));
+        }
+        finals.push(s.to_state::<B>(&device));
+    }
     Ok(crate::verify::RunOutput {
         logits,
-        state: crate::verify::canonical_state(&state),
+        state: crate::verify::canonical_state(&cat_rows(finals)),
     })
+}
+
+/// Row `b` of every tensor of `s` (a batch of one).
+fn batch_row<B: Backend>(s: &RwkvState<B>, b: usize) -> RwkvState<B> {
+    let row = |t: &Tensor<B, 2>| {
+        let [_, c] = t.dims();
+        t.clone().slice([b..b + 1, 0..c])
+    };
+    RwkvState {
+        layers: s
+            .layers
+            .iter()
+            .map(|l| LayerState {
+                att_shift: row(&l.att_shift),
+                wkv: WkvState {
+                    aa: row(&l.wkv.aa),
+                    bb: row(&l.wkv.bb),
+                    pp: row(&l.wkv.pp),
+                },
+                ffn_shift: row(&l.ffn_shift),
+            })
+            .collect(),
+    }
+}
+
+/// The states of single rows, stacked into one batch in order.
+fn cat_rows<B: Backend>(rows: Vec<RwkvState<B>>) -> RwkvState<B> {
+    let n_layers = rows.first().map_or(0, |r| r.layers.len());
+    let cat = |f: &dyn Fn(&LayerState<B>) -> Tensor<B, 2>, l: usize| {
+        Tensor::cat(rows.iter().map(|r| f(&r.layers[l])).collect(), 0)
+    };
+    RwkvState {
+        layers: (0..n_layers)
+            .map(|l| LayerState {
+                att_shift: cat(&|x| x.att_shift.clone(), l),
+                wkv: WkvState {
+                    aa: cat(&|x| x.wkv.aa.clone(), l),
+                    bb: cat(&|x| x.wkv.bb.clone(), l),
+                    pp: cat(&|x| x.wkv.pp.clone(), l),
+                },
+                ffn_shift: cat(&|x| x.ffn_shift.clone(), l),
+            })
+            .collect(),
+    }
 }
 
 /// `lab_util::layer_norm` on one row: `(x − mean)/sqrt(var + eps)·γ + β`, the mean and

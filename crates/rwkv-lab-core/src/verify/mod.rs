@@ -435,58 +435,10 @@ impl Run {
         match self {
             Run::Gpt(m) => run_gpt(model, tokens, None, m),
             Run::Rnn => run_rnn(model, tokens, None),
-            Run::Decoder => run_decoder_rows(model, tokens),
+            Run::Decoder => rwkv::decode::run_decoder(model, tokens, None),
             Run::Split(s, m) => run_split(model, tokens, s, m),
         }
     }
-}
-
-/// [`Run::Decoder`]: each batch row through its own `CpuDecoder` run, the logits and states
-/// put back in batch order (`[B, T, V]`; the state's layers concatenated along the batch).
-fn run_decoder_rows<B: WkvBackend>(
-    model: &Rwkv<B>,
-    tokens: Tensor<B, 2, Int>,
-) -> Result<RunOutput, RwkvError> {
-    let [batch, time] = tokens.dims();
-    let device = tokens.device();
-    let ids: Vec<i64> = tokens
-        .into_data()
-        .convert::<i64>()
-        .into_vec()
-        .unwrap_or_default();
-    let decoder = rwkv::CpuDecoder::from_model(model)?;
-    let mut logits = Vec::new();
-    let mut states = Vec::with_capacity(batch);
-    let mut row = vec![0f32; decoder.vocab_size()];
-    for b in 0..batch {
-        let mut s = decoder.zero_state();
-        for &t in &ids[b * time..(b + 1) * time] {
-            decoder.step(t, &mut s, &mut row)?;
-            logits.extend(row.iter().map(|&x| x as f64));
-        }
-        states.push(s.to_state::<B>(&device));
-    }
-    let n_layers = model.blocks.len();
-    let cat = |f: &dyn Fn(&rwkv::LayerState<B>) -> Tensor<B, 2>, l: usize| {
-        Tensor::cat(states.iter().map(|s| f(&s.layers[l])).collect(), 0)
-    };
-    let state = rwkv::RwkvState {
-        layers: (0..n_layers)
-            .map(|l| rwkv::LayerState {
-                att_shift: cat(&|x| x.att_shift.clone(), l),
-                wkv: rwkv::WkvState {
-                    aa: cat(&|x| x.wkv.aa.clone(), l),
-                    bb: cat(&|x| x.wkv.bb.clone(), l),
-                    pp: cat(&|x| x.wkv.pp.clone(), l),
-                },
-                ffn_shift: cat(&|x| x.ffn_shift.clone(), l),
-            })
-            .collect(),
-    };
-    Ok(RunOutput {
-        logits,
-        state: rwkv::verify::canonical_state(&state),
-    })
 }
 
 /// What every run is compared with, and the comparisons so far, grouped so that the report
