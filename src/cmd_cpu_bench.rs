@@ -104,6 +104,26 @@ pub struct CpuBenchArgs {
     pub seed: u64,
 }
 
+impl CpuBenchArgs {
+    /// The decode model's shape (`--vocab`, `--d-model`, `--layers`).
+    fn decode_shape(&self) -> ModelShape {
+        ModelShape {
+            vocab: self.vocab,
+            d_model: self.d_model,
+            layers: self.layers,
+        }
+    }
+
+    /// The prefill model's shape (`--prefill-*`).
+    fn prefill_shape(&self) -> ModelShape {
+        ModelShape {
+            vocab: self.prefill_vocab,
+            d_model: self.prefill_d_model,
+            layers: self.prefill_layers,
+        }
+    }
+}
+
 /// What one backend measured.
 #[derive(Debug, Default)]
 struct Measured {
@@ -128,16 +148,7 @@ impl Job for Measure<'_> {
         let a = self.args;
         let repeats = NonZeroUsize::new(a.repeats).context("--repeats must be at least 1")?;
         let mut out = Measured::default();
-        let decode_shape = ModelShape {
-            vocab: a.vocab,
-            d_model: a.d_model,
-            layers: a.layers,
-        };
-        let prefill_shape = ModelShape {
-            vocab: a.prefill_vocab,
-            d_model: a.prefill_d_model,
-            layers: a.prefill_layers,
-        };
+        let (decode_shape, prefill_shape) = (a.decode_shape(), a.prefill_shape());
         if a.only.contains(&Part::Decode) {
             let model = match self.checkpoint {
                 Some(c) => c.to_model::<B>(&device)?,
@@ -183,19 +194,9 @@ impl Job for Measure<'_> {
 /// The products `gemm` measures: the decode shape's at m = 1, the prefill shape's at the
 /// largest T.
 fn gemm_shapes(a: &CpuBenchArgs) -> Vec<GemmShape> {
-    let decode = ModelShape {
-        vocab: a.vocab,
-        d_model: a.d_model,
-        layers: a.layers,
-    };
-    let prefill = ModelShape {
-        vocab: a.prefill_vocab,
-        d_model: a.prefill_d_model,
-        layers: a.prefill_layers,
-    };
     let m = a.seq_lens.iter().copied().max().unwrap_or(1024);
-    let mut shapes = cpu_bench::model_gemms(decode, 1);
-    shapes.extend(cpu_bench::model_gemms(prefill, m));
+    let mut shapes = cpu_bench::model_gemms(a.decode_shape(), 1);
+    shapes.extend(cpu_bench::model_gemms(a.prefill_shape(), m));
     shapes
 }
 
@@ -264,24 +265,14 @@ pub fn run(args: CpuBenchArgs) -> Result<()> {
     if args.only.contains(&Part::Decode) {
         let config = match &checkpoint {
             Some(c) => c.config.clone(),
-            None => ModelShape {
-                vocab: args.vocab,
-                d_model: args.d_model,
-                layers: args.layers,
-            }
-            .config(),
+            None => args.decode_shape().config(),
         };
         // the model and the decoder's own f32 copy of its weights
         let need = model_bytes(&config, 4).and_then(|m| m.checked_mul(2));
         check_fits("the decode model and its CPU-decoder copy", need, budget)?;
     }
     if args.only.contains(&Part::Prefill) {
-        let config = ModelShape {
-            vocab: args.prefill_vocab,
-            d_model: args.prefill_d_model,
-            layers: args.prefill_layers,
-        }
-        .config();
+        let config = args.prefill_shape().config();
         check_fits("the prefill model", model_bytes(&config, 4), budget)?;
     }
     if args.only.contains(&Part::Gemm) {

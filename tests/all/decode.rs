@@ -15,6 +15,7 @@ use rwkv::verify::run_rnn;
 use rwkv::{Rwkv, RwkvError, Variant};
 
 use crate::common::*;
+use crate::generate_text::cli;
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -168,18 +169,6 @@ fn bad_input_is_refused_and_the_state_kept() {
         })
     ));
     assert_eq!(s, before);
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `rwkv-lab bench` refuses what does not fit before allocating anything (exit 2, one line

@@ -4,7 +4,6 @@
 //! anything is allocated.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rwkv::verify::Status;
 use rwkv_checkpoint::{Checkpoint, Reference, load, load_reference};
@@ -14,6 +13,7 @@ use rwkv_lab_core::verify::{
 };
 
 use crate::common::{F32, F64};
+use crate::generate_text::cli;
 
 fn stress(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -471,18 +471,6 @@ fn an_over_budget_formulation_is_skipped() {
 
 // ---------------------------------------------------------------------------------------
 // The command line
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// Exit 2 with one clear line containing `needle`, no panic, no backtrace.
 fn assert_usage_error(args: &[&str], needle: &str) {

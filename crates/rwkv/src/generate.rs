@@ -256,18 +256,15 @@ pub fn generate_streaming<B: WkvBackend>(
     };
     let mut row = last_row(logits);
     let prompt_seconds = start.elapsed().as_secs_f64();
-    // built after the prompt (its time is in neither figure): the layout copy of the weights
-    let decoder = match opts.step_engine {
-        StepEngine::Model => None,
-        StepEngine::CpuDecoder => Some(CpuDecoder::from_model(model)?),
-    };
-    let mut decoding = match &decoder {
-        Some(d) => Some((
-            d,
-            DecoderState::from_state(&state)?,
-            vec![0f32; d.vocab_size()],
-        )),
-        None => None,
+    // built after the prompt (its time is in neither figure), and only when a step follows:
+    // the layout copy of the weights
+    let mut decoding = match opts.step_engine {
+        StepEngine::CpuDecoder if max_new > 1 => {
+            let d = CpuDecoder::from_model(model)?;
+            let buf = vec![0f32; d.vocab_size()];
+            Some((d, DecoderState::from_state(&state)?, buf))
+        }
+        _ => None,
     };
     let mut out = Generation {
         tokens: Vec::new(),
