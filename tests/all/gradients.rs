@@ -35,7 +35,10 @@ fn weights<B: burn::tensor::backend::Backend, const D: usize>(
 
 /// Gradients of `Σ y·R₁ + Σ (aa/bb)·R₂ + Σ (pp + ln bb)·R₃` w.r.t.
 /// `[time_decay, u, k, v, aa₀, bb₀, pp₀]` (the last three only with an initial state).
-fn wkv_grads<B: AutodiffBackend + WkvBackend>(case: &WkvCase, mode: WkvMode) -> Vec<Vec<f64>> {
+pub(crate) fn wkv_grads<B: AutodiffBackend + WkvBackend>(
+    case: &WkvCase,
+    mode: WkvMode,
+) -> Vec<Vec<f64>> {
     let dev = Default::default();
     let (b, t, c) = (case.batch, case.time, case.channels);
     let td = t1::<B>(&case.time_decay, &dev).require_grad();
@@ -78,7 +81,7 @@ fn wkv_grads<B: AutodiffBackend + WkvBackend>(case: &WkvCase, mode: WkvMode) -> 
     out
 }
 
-const NAMES: [&str; 7] = ["time_decay", "u", "k", "v", "aa0", "bb0", "pp0"];
+pub(crate) const NAMES: [&str; 7] = ["time_decay", "u", "k", "v", "aa0", "bb0", "pp0"];
 
 fn check_wkv_grads<B: AutodiffBackend + WkvBackend>(
     case: &WkvCase,
@@ -127,7 +130,7 @@ proptest! {
 /// backward went through ndarray's approximate `recip`, and `parallel`/`chunked` lay up to
 /// 1.2e-3 from exact float64 on an AVX2 CPU (about 1e-4 with AVX-512, where the old
 /// tolerance of 1e-4 happened to hold); this bound catches either.
-const F32_GRAD_TOL: f64 = 1e-5;
+pub(crate) const F32_GRAD_TOL: f64 = 1e-5;
 
 #[test]
 fn wkv_gradients_agree_f32() {

@@ -9,6 +9,8 @@ mod common;
 mod convert;
 mod decode;
 mod generate_text;
+#[cfg(feature = "wgpu")]
+mod gpu;
 mod gradients;
 mod model_equiv;
 mod scaling;

@@ -15,7 +15,7 @@ use rwkv::{RwkvState, WkvBackend, WkvMode};
 
 use crate::common::*;
 
-fn modes(time: usize) -> Vec<WkvMode> {
+pub(crate) fn modes(time: usize) -> Vec<WkvMode> {
     let mut m = vec![WkvMode::Recurrent, WkvMode::Parallel, WkvMode::Scan];
     for len in [1, 2, 3, 7, time] {
         m.push(WkvMode::Chunked { len });
@@ -24,16 +24,16 @@ fn modes(time: usize) -> Vec<WkvMode> {
 }
 
 #[derive(Debug, Clone)]
-struct Case {
-    seed: u64,
-    batch: usize,
-    time: usize,
-    vocab: usize,
-    c: usize,
-    layers: usize,
-    ffn: usize,
-    bits: u32,
-    with_state: bool,
+pub(crate) struct Case {
+    pub(crate) seed: u64,
+    pub(crate) batch: usize,
+    pub(crate) time: usize,
+    pub(crate) vocab: usize,
+    pub(crate) c: usize,
+    pub(crate) layers: usize,
+    pub(crate) ffn: usize,
+    pub(crate) bits: u32,
+    pub(crate) with_state: bool,
 }
 
 fn cases() -> impl Strategy<Value = Case> {
@@ -63,7 +63,7 @@ fn cases() -> impl Strategy<Value = Case> {
         )
 }
 
-fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvState<B>>) {
+pub(crate) fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvState<B>>) {
     let model = random_model::<B>(
         case.seed,
         case.vocab,
@@ -81,12 +81,24 @@ fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvSta
 
 /// Every formulation's GPT-mode forward equals repeated RNN-mode steps on backend `B`,
 /// within `tol` of the logits and the state; `tol` is `(logits, state)`.
-fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: (f64, f64)) -> Result<(), TestCaseError> {
+pub(crate) fn gpt_equals_rnn<B: WkvBackend>(
+    case: &Case,
+    tol: (f64, f64),
+) -> Result<(), TestCaseError> {
+    gpt_equals_rnn_in::<B>(case, tol, &modes(case.time))
+}
+
+/// [`gpt_equals_rnn`] over the given formulations.
+pub(crate) fn gpt_equals_rnn_in<B: WkvBackend>(
+    case: &Case,
+    tol: (f64, f64),
+    modes: &[WkvMode],
+) -> Result<(), TestCaseError> {
     let (model, ids, state) = setup::<B>(case);
     let toks = || tokens::<B>(&ids, case.batch, case.time);
     let rnn = run_rnn(&model, toks(), state.clone()).unwrap();
     prop_assert!(all_finite(&rnn.logits) && all_finite(&rnn.state));
-    for mode in modes(case.time) {
+    for &mode in modes {
         let gpt = run_gpt(&model, toks(), state.clone(), mode).unwrap();
         let (e, tol_l) = (scaled_err(&gpt.logits, &rnn.logits), tol.0);
         prop_assert!(e <= tol_l, "{mode}: logits scaled error {e:e} > {tol_l:e}");
@@ -105,7 +117,7 @@ fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: (f64, f64)) -> Result<(), Tes
 /// a wrong formulation (errors O(1)) cannot meet. Found by proptest (a committed regression
 /// case: C = 2, a random state, parallel 3.5e-5 from the recurrence, which itself lies
 /// 2.1e-5 from exact; float64 agrees to 3e-15).
-fn f32_tolerance(case: &Case) -> (f64, f64) {
+pub(crate) fn f32_tolerance(case: &Case) -> (f64, f64) {
     let (m32, ids, s32) = setup::<F32>(case);
     let (m64, _, s64) = setup::<F64>(case);
     let rnn32 = run_rnn(&m32, tokens::<F32>(&ids, case.batch, case.time), s32).unwrap();

@@ -23,7 +23,7 @@ use crate::common::*;
 
 const TOL64: f64 = 1e-9;
 
-fn tol32(case: &WkvCase) -> f64 {
+pub(crate) fn tol32(case: &WkvCase) -> f64 {
     let m = |x: &[f64]| x.iter().fold(0f64, |a, b| a.max(b.abs()));
     let pp = case.state.as_ref().map(|s| m(&s[2])).unwrap_or(0.0);
     32.0 * f32::EPSILON as f64 * (1.0 + m(&case.k) + m(&case.u) + pp)
@@ -38,7 +38,12 @@ fn formulations(time: usize) -> Vec<WkvMode> {
 }
 
 /// Outputs, canonical state and raw `pp` of `got` against `want`.
-fn compare(what: &str, got: &WkvOut, want: &WkvOut, tol: f64) -> Result<(), TestCaseError> {
+pub(crate) fn compare(
+    what: &str,
+    got: &WkvOut,
+    want: &WkvOut,
+    tol: f64,
+) -> Result<(), TestCaseError> {
     let finite =
         all_finite(&got.y) && all_finite(&got.aa) && all_finite(&got.bb) && all_finite(&got.pp);
     prop_assert!(finite, "{what}: non-finite output or state");
@@ -56,7 +61,7 @@ fn compare(what: &str, got: &WkvOut, want: &WkvOut, tol: f64) -> Result<(), Test
     Ok(())
 }
 
-fn check_formulations<B: WkvBackend>(
+pub(crate) fn check_formulations<B: WkvBackend>(
     case: &WkvCase,
     tol: f64,
     oracle: &WkvOut,

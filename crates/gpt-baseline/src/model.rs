@@ -196,9 +196,9 @@ impl<B: Backend> CausalSelfAttention<B> {
         past: Option<LayerKv<B>>,
         path: AttentionPath,
     ) -> (Tensor<B, 3>, LayerKv<B>) {
-        let q = split_heads(self.query.forward(x.clone()), self.n_heads);
-        let k = split_heads(self.key.forward(x.clone()), self.n_heads);
-        let v = split_heads(self.value.forward(x), self.n_heads);
+        let q = split_heads(lab_util::linear(&self.query, x.clone()), self.n_heads);
+        let k = split_heads(lab_util::linear(&self.key, x.clone()), self.n_heads);
+        let v = split_heads(lab_util::linear(&self.value, x), self.n_heads);
         let (k, v, past_len) = match past {
             Some(p) => {
                 let past_len = p.key.dims()[2];
@@ -215,7 +215,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             AttentionPath::Fused => fused_attention(q, k.clone(), v.clone(), past_len),
         };
         (
-            self.output.forward(merge_heads(y)),
+            lab_util::linear(&self.output, merge_heads(y)),
             LayerKv { key: k, value: v },
         )
     }
@@ -227,7 +227,7 @@ impl<B: Backend> Mlp<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         // Burn's GELU is x·(1 + erf(x/√2))/2 with f64 constants; ndarray evaluates erf in
         // f64 (libm), so it stays exact in f64 (unlike `activation::sigmoid`, which casts).
-        self.proj.forward(gelu(self.fc.forward(x)))
+        lab_util::linear(&self.proj, gelu(lab_util::linear(&self.fc, x)))
     }
 }
 
@@ -411,7 +411,7 @@ impl<B: Backend> Transformer<B> {
             layers.push(kv);
         }
         let x = lab_util::layer_norm(&self.ln_f, x, self.config.layer_norm_eps);
-        Ok((self.head.forward(x), layers))
+        Ok((lab_util::linear(&self.head, x), layers))
     }
 
     /// A non-empty cache must come from a model of this shape and match the batch.

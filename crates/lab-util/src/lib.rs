@@ -141,6 +141,33 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     (value >= 0.0 && value.is_finite()).then_some((value * mult) as u64)
 }
 
+/// `x · W (+ b)` of a [`burn::nn::Linear`] for `x` of any rank `[.., d_in]`, computed as one
+/// 2-D product over the flattened leading dimensions (`[rows, d_in] · [d_in, d_out]`).
+///
+/// Why not `Linear::forward`: Burn 0.21 sends a 3-D input to a *batched* product against
+/// the weight broadcast to `[1, d_in, d_out]`, and on wgpu, when the product is fused with
+/// element-wise work on both its input and its output and each batch has a single row
+/// (`[B ≥ 2, 1, d_in]`: RNN-mode steps), the result is wrong by O(1) on Mesa's lavapipe
+/// (docs/design.md §16; minimal reproduction in `tests/all/gpu.rs`). One 2-D product avoids
+/// that path and is the better product on every backend (one GEMM instead of B).
+pub fn linear<B: burn::tensor::backend::Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: burn::tensor::Tensor<B, D>,
+) -> burn::tensor::Tensor<B, D> {
+    let dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [_, d_out] = layer.weight.dims();
+    let y = x.reshape([rows, d_in]).matmul(layer.weight.val());
+    let y = match &layer.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    let mut out = dims;
+    out[D - 1] = d_out;
+    y.reshape(out)
+}
+
 /// `num / den` with a gradient as exact as the division itself, in every precision.
 ///
 /// Burn 0.21's autodiff differentiates `num / den` with respect to `num` as

@@ -175,8 +175,8 @@ impl<B: WkvBackend> TimeMix<B> {
         let [_, _, channels] = z.dims();
         let on = self.variant.token_shift;
         let shifted = shift(&z, shift_state);
-        let k = self.key.forward(mix(on, &z, &shifted, &self.time_mix_k));
-        let v = self.value.forward(mix(on, &z, &shifted, &self.time_mix_v));
+        let k = lab_util::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
+        let v = lab_util::linear(&self.value, mix(on, &z, &shifted, &self.time_mix_v));
         let w = match self.variant.decay {
             Decay::Learned => self.time_decay.val().exp().neg(),
             Decay::Fixed => self.time_decay.val().detach().exp().neg(),
@@ -188,14 +188,12 @@ impl<B: WkvBackend> TimeMix<B> {
         };
         let (y, wkv_state) = wkv::wkv(mode, w, u, k, v, Some(wkv_state))?;
         let gated = if self.variant.receptance_gate {
-            let r = self
-                .receptance
-                .forward(mix(on, &z, &shifted, &self.time_mix_r));
+            let r = lab_util::linear(&self.receptance, mix(on, &z, &shifted, &self.time_mix_r));
             sigmoid(r) * y
         } else {
             y
         };
-        Ok((self.output.forward(gated), last(&z), wkv_state))
+        Ok((lab_util::linear(&self.output, gated), last(&z), wkv_state))
     }
 }
 
@@ -209,19 +207,19 @@ impl<B: Backend> ChannelMix<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 2>) {
         let on = self.variant.token_shift;
         let shifted = shift(&z, shift_state);
-        let k = self.key.forward(mix(on, &z, &shifted, &self.time_mix_k));
+        let k = lab_util::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
         let hidden = match self.variant.ffn_activation {
             Activation::SquaredRelu => relu(k).square(),
             Activation::Relu => relu(k),
             Activation::Gelu => gelu(k),
             Activation::Silu => k.clone() * sigmoid(k),
         };
-        let kv = self.value.forward(hidden);
+        let kv = lab_util::linear(&self.value, hidden);
         let out = if self.variant.receptance_gate {
-            sigmoid(
-                self.receptance
-                    .forward(mix(on, &z, &shifted, &self.time_mix_r)),
-            ) * kv
+            sigmoid(lab_util::linear(
+                &self.receptance,
+                mix(on, &z, &shifted, &self.time_mix_r),
+            )) * kv
         } else {
             kv
         };
@@ -303,11 +301,10 @@ impl<B: WkvBackend> Rwkv<B> {
         }
         debug_assert_eq!(x.dims()[1], time);
         Ok((
-            self.head.forward(lab_util::layer_norm(
-                &self.ln_out,
-                x,
-                self.config.layer_norm_eps,
-            )),
+            lab_util::linear(
+                &self.head,
+                lab_util::layer_norm(&self.ln_out, x, self.config.layer_norm_eps),
+            ),
             RwkvState { layers },
         ))
     }

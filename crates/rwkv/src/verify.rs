@@ -263,7 +263,7 @@ pub fn conditioning<B: WkvBackend>(
         } else {
             z
         };
-        let max_k = max_abs(att.key.forward(xk));
+        let max_k = max_abs(lab_util::linear(&att.key, xk));
         let max_u = match att.variant.bonus {
             Bonus::Learned => max_abs(att.time_first.val()),
             Bonus::Off => 0.0,

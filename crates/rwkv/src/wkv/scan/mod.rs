@@ -25,6 +25,8 @@
 //! [`Autodiff`]: burn::backend::Autodiff
 
 mod autodiff;
+#[cfg(feature = "device-kernel")]
+pub mod cube;
 pub mod fallback;
 pub mod host;
 mod ndarray;
@@ -112,11 +114,8 @@ where
 #[cfg(feature = "flex")]
 impl WkvBackend for burn::backend::Flex {}
 
-#[cfg(feature = "wgpu")]
-impl WkvBackend for burn::backend::Wgpu {}
-
-#[cfg(feature = "cuda")]
-impl WkvBackend for burn::backend::Cuda {}
+// wgpu and cuda (`Fusion<CubeBackend<..>>`, or `CubeBackend` without fusion): the device
+// kernel, implemented in `cube.rs`.
 
 fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()

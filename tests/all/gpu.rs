@@ -1,0 +1,284 @@
+//! The wgpu backend (cargo feature `wgpu`; in CI on Mesa's software Vulkan driver, lavapipe):
+//! the device WKV kernel against the Rust kernel and the float64 oracle (outputs, final
+//! state, gradients), a CI-sized subset of the formulation and whole-model equivalence
+//! suites, and `verify` end to end. Whole-model tests on real GPUs run from
+//! `scripts/gpu-check.sh`.
+//!
+//! Tolerances are those of the CPU f32 suites (`wkv_props`, `gradients`, `model_equiv`):
+//! the device kernel evaluates the same formulas in f32 with the device's `exp` (correctly
+//! rounded to a few ulp on Vulkan and CUDA), so nothing looser is justified.
+
+use burn::backend::{Autodiff, Wgpu};
+use rwkv::WkvMode;
+
+use crate::common::*;
+
+type Dev = Wgpu;
+
+/// The formulations checked on the device: all but `chunked:1` at B ≥ 2, which lavapipe
+/// gets wrong (a second defect under Burn's fused element-wise kernels, not yet reduced;
+/// see [`chunked_len_1_at_batch_2`]).
+fn device_formulations(time: usize) -> Vec<WkvMode> {
+    let mut m = vec![WkvMode::Parallel, WkvMode::Scan];
+    for len in [2, 3, 7, time, time + 5] {
+        m.push(WkvMode::Chunked { len });
+    }
+    m
+}
+
+/// Found by this suite: `chunked` with blocks of one token is O(0.1–1) wrong on lavapipe at
+/// batch ≥ 2 (smallest case B = 2, T = 2, C = 2; right at B = 1 and for block lengths ≥ 2).
+/// Ignored until reduced and worked around; `scripts/gpu-check.sh` runs it on real GPUs.
+#[test]
+#[ignore = "wgpu/lavapipe defect under chunked:1 at B >= 2, see docs/design.md §16"]
+fn chunked_len_1_at_batch_2() {
+    for (b, t, c) in [(2, 2, 2), (2, 13, 33)] {
+        let case = random_case(5, b, t, c, false, false);
+        let oracle = run::<F64>(&case, WkvMode::Recurrent);
+        let got = run::<Dev>(&case, WkvMode::Chunked { len: 1 });
+        let tol = crate::wkv_props::tol32(&case);
+        crate::wkv_props::compare(&format!("B{b} T{t} C{c} chunked:1"), &got, &oracle, tol)
+            .unwrap();
+    }
+}
+
+/// Shapes of the operator tests: batches 1–3, lengths across one workgroup boundary and
+/// channel counts that do not divide the workgroup size, with and without a state, with
+/// moderate and extreme inputs.
+fn operator_cases() -> Vec<WkvCase> {
+    let mut out = Vec::new();
+    let shapes = [(1, 1, 1), (1, 7, 5), (2, 13, 33), (3, 40, 70), (2, 64, 129)];
+    for (i, &(b, t, c)) in shapes.iter().enumerate() {
+        for (extreme, with_state) in [(false, false), (false, true), (true, true)] {
+            out.push(random_case(
+                100 + i as u64 * 7 + extreme as u64 * 2 + with_state as u64,
+                b,
+                t,
+                c,
+                extreme,
+                with_state,
+            ));
+        }
+    }
+    out
+}
+
+/// The device scan (forward: outputs and final state) equals the Rust kernel on the host
+/// and the float64 recurrence; so does every other formulation run on the device.
+#[test]
+fn device_scan_matches_host_kernel_and_oracle() {
+    for case in operator_cases() {
+        let oracle = run::<F64>(&case, WkvMode::Recurrent);
+        let host = run::<F32>(&case, WkvMode::Scan);
+        let device = run::<Dev>(&case, WkvMode::Scan);
+        let tol = crate::wkv_props::tol32(&case);
+        let what = format!("B{} T{} C{}", case.batch, case.time, case.channels);
+        crate::wkv_props::compare(
+            &format!("{what} device scan vs host scan"),
+            &device,
+            &host,
+            tol,
+        )
+        .unwrap();
+        let rec = run::<Dev>(&case, WkvMode::Recurrent);
+        crate::wkv_props::compare(&format!("{what} recurrent vs f64"), &rec, &oracle, tol).unwrap();
+        for mode in device_formulations(case.time) {
+            let got = run::<Dev>(&case, mode);
+            crate::wkv_props::compare(&format!("{what} {mode} vs recurrent"), &got, &rec, tol)
+                .unwrap();
+            crate::wkv_props::compare(&format!("{what} {mode} vs f64"), &got, &oracle, tol)
+                .unwrap();
+        }
+    }
+}
+
+/// A state carried out of one device call into the next equals one pass over the whole
+/// sequence (split anywhere).
+#[test]
+fn device_scan_state_carries_across_calls() {
+    let case = random_case(7, 2, 30, 40, false, true);
+    let whole = run::<Dev>(&case, WkvMode::Scan);
+    for split in [1, 11, 29] {
+        let first = run_range::<Dev>(&case, WkvMode::Scan, 0..split, None);
+        let second = run_range::<Dev>(
+            &case,
+            WkvMode::Scan,
+            split..case.time,
+            Some([first.aa.clone(), first.bb.clone(), first.pp.clone()]),
+        );
+        let (b, c, t) = (case.batch, case.channels, case.time);
+        let mut y = Vec::new();
+        for row in 0..b {
+            y.extend_from_slice(&first.y[row * split * c..(row + 1) * split * c]);
+            y.extend_from_slice(&second.y[row * (t - split) * c..(row + 1) * (t - split) * c]);
+        }
+        let tol = crate::wkv_props::tol32(&case);
+        assert_close(&format!("split at {split}: y"), &y, &whole.y, tol);
+        let (gm, gl) = second.canonical();
+        let (wm, wl) = whole.canonical();
+        assert_close(&format!("split at {split}: aa/bb"), &gm, &wm, tol);
+        assert_close(&format!("split at {split}: pp + ln bb"), &gl, &wl, tol);
+    }
+}
+
+/// The device backward equals the recurrence's autodiff gradients (float64 oracle) for
+/// every WKV input, including the initial state.
+#[test]
+fn device_scan_gradients_match_the_oracle() {
+    for seed in 0..6 {
+        let (b, t, c) = [(1, 5, 3), (2, 17, 33), (3, 9, 70)][seed as usize % 3];
+        let case = random_case(200 + seed, b, t, c, seed >= 3, seed % 2 == 0);
+        let oracle = crate::gradients::wkv_grads::<Autodiff<F64>>(&case, WkvMode::Recurrent);
+        let host = crate::gradients::wkv_grads::<Autodiff<F32>>(&case, WkvMode::Scan);
+        let device = crate::gradients::wkv_grads::<Autodiff<Dev>>(&case, WkvMode::Scan);
+        assert_eq!(device.len(), oracle.len());
+        for (i, ((d, h), o)) in device.iter().zip(&host).zip(&oracle).enumerate() {
+            let name = crate::gradients::NAMES[i];
+            // the host kernel's own f32 distance from exact sets the scale of rounding
+            let tol = crate::gradients::F32_GRAD_TOL.max(8.0 * scaled_err(h, o));
+            let e = scaled_err(d, o);
+            assert!(
+                e <= tol,
+                "seed {seed} B{b} T{t} C{c}: d/d{name} device scan vs f64 recurrence {e:e} > {tol:e}"
+            );
+        }
+    }
+}
+
+/// Whole model on the device: GPT-mode forward in every formulation equals repeated
+/// RNN-mode steps, at batch sizes 1–3 (batch 2 once put RNN-mode logits 3.6 off on
+/// lavapipe), from the empty state and from random states.
+#[test]
+fn model_forward_equals_repeated_step_on_the_device() {
+    for (seed, batch, with_state) in [(1, 1, false), (2, 2, false), (3, 2, true), (4, 3, true)] {
+        let case = crate::model_equiv::Case {
+            seed,
+            batch,
+            time: 9,
+            vocab: 17,
+            c: 12,
+            layers: 3,
+            ffn: 20,
+            bits: seed as u32 * 0x9E37_79B9,
+            with_state,
+        };
+        let tol = crate::model_equiv::f32_tolerance(&case);
+        let mut modes = vec![WkvMode::Recurrent];
+        modes.extend(device_formulations(case.time));
+        crate::model_equiv::gpt_equals_rnn_in::<Dev>(&case, tol, &modes)
+            .unwrap_or_else(|e| panic!("seed {seed} batch {batch}: {e}"));
+        matches_ndarray(&case, tol);
+    }
+}
+
+/// The same model and tokens on the device and on ndarray (f32): GPT mode in the scan (the
+/// device kernel on wgpu, the Rust kernel on ndarray) and RNN mode give the same logits and
+/// state, within the f32 tolerance of the case.
+fn matches_ndarray(case: &crate::model_equiv::Case, tol: (f64, f64)) {
+    use rwkv::verify::{run_gpt, run_rnn};
+    let (dm, ids, ds) = crate::model_equiv::setup::<Dev>(case);
+    let (hm, _, hs) = crate::model_equiv::setup::<F32>(case);
+    let (b, t) = (case.batch, case.time);
+    let pairs = [
+        (
+            "gpt scan",
+            run_gpt(&dm, tokens::<Dev>(&ids, b, t), ds.clone(), WkvMode::Scan).unwrap(),
+            run_gpt(&hm, tokens::<F32>(&ids, b, t), hs.clone(), WkvMode::Scan).unwrap(),
+        ),
+        (
+            "rnn",
+            run_rnn(&dm, tokens::<Dev>(&ids, b, t), ds).unwrap(),
+            run_rnn(&hm, tokens::<F32>(&ids, b, t), hs).unwrap(),
+        ),
+    ];
+    for (what, got, want) in pairs {
+        assert_close(
+            &format!("{what}: logits, wgpu vs ndarray"),
+            &got.logits,
+            &want.logits,
+            tol.0,
+        );
+        assert_close(
+            &format!("{what}: state, wgpu vs ndarray"),
+            &got.state,
+            &want.state,
+            tol.1,
+        );
+    }
+}
+
+/// `verify --random --backend wgpu` passes at batch 2 (every formulation, RNN mode, the
+/// CPU decoder, split and carry, against ndarray float64), at a CI-sized shape.
+#[test]
+fn verify_passes_on_wgpu() {
+    let (code, out, err) = crate::generate_text::cli(&[
+        "verify",
+        "--random",
+        "--backend",
+        "wgpu",
+        "--batch",
+        "2",
+        "--seq-len",
+        "24",
+        "--d-model",
+        "32",
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(
+        code, 0,
+        "verify --backend wgpu --batch 2 failed:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("rnn") && out.contains(" ok "),
+        "no comparison was made:\n{out}"
+    );
+    assert!(!out.contains("FAIL"), "{out}");
+}
+
+/// The minimal reproduction of the wgpu RNN-mode error (docs/design.md §16): Burn 0.21's
+/// `linear` on a 3-D input `[B ≥ 2, 1, d_in]` (a batched product against the weight
+/// broadcast to `[1, d_in, d_out]`), fused with element-wise work on its input and on its
+/// output, is wrong by O(1) on lavapipe. rwkv-lab's models use `lab_util::linear` (one 2-D
+/// product), which this test checks on the same input; the ignored twin below asserts
+/// Burn's own path and fails where the defect is present (`scripts/gpu-check.sh` runs it
+/// on real GPUs to see whether they share it).
+fn repro(use_burn_linear: bool) -> (Vec<f64>, Vec<f64>) {
+    fn run<B: burn::tensor::backend::Backend>(use_burn_linear: bool) -> Vec<f64> {
+        let dev = Default::default();
+        let mut r = lab_util::SplitMix64::new(1);
+        let x = t3::<B>(&r.fill(2 * 64, |r| r.range(-1.0, 1.0)), [2, 1, 64], &dev);
+        let w = r.fill(64 * 256, |r| r.range(-1.0, 1.0));
+        let x = x * 2.0;
+        let y = if use_burn_linear {
+            let w = t2::<B>(&w, [64, 256], &dev);
+            burn::tensor::module::linear(x, w, None)
+        } else {
+            let layer = burn::nn::Linear {
+                weight: burn::module::Param::from_tensor(t2::<B>(&w, [64, 256], &dev)),
+                bias: None,
+            };
+            lab_util::linear(&layer, x)
+        };
+        rwkv::verify::to_f64(y * 2.0)
+    }
+    (run::<Dev>(use_burn_linear), run::<F64>(use_burn_linear))
+}
+
+#[test]
+fn batched_single_row_linear_is_right_through_lab_util() {
+    let (got, want) = repro(false);
+    assert_close("lab_util::linear, wgpu vs f64", &got, &want, 1e-5);
+}
+
+#[test]
+#[ignore = "Burn 0.21 defect on lavapipe (see docs/design.md §16); run by scripts/gpu-check.sh"]
+fn batched_single_row_linear_through_burn() {
+    let (got, want) = repro(true);
+    assert_close(
+        "burn::tensor::module::linear, wgpu vs f64",
+        &got,
+        &want,
+        1e-5,
+    );
+}
