@@ -40,6 +40,15 @@ fn pair<F: Float>(x: F, y: F) -> (F, F) {
     (ex, ey)
 }
 
+/// The state after one token: `(aa, bb, pp) → (f1·aa + f2·v, f1·bb + f2, max(pp + w, k))`
+/// with `(f1, f2)` from `pair(pp + w, k)` (§4).
+#[cube]
+fn advance<F: Float>(aa: F, bb: F, pp: F, w: F, k: F, v: F) -> (F, F, F) {
+    let pw = pp + w;
+    let (f1, f2) = pair::<F>(pw, k);
+    (f1 * aa + f2 * v, f1 * bb + f2, F::max(pw, k))
+}
+
 /// Forward: `w`, `u` `[C]`; `k`, `v` `[B, T, C]`; `s0` `[B, 3, C]` → `out` `[B, T + 3, C]`
 /// (outputs, then the final aa, bb, pp). All contiguous.
 #[cube(launch)]
@@ -73,11 +82,10 @@ fn wkv_forward_kernel<F: Float>(
         let vt = v[in_base + t * channels];
         let (e1, e2) = pair::<F>(pp, uc + kt);
         out[out_base + t * channels] = (e1 * aa + e2 * vt) / (e1 * bb + e2);
-        let pw = pp + wc;
-        let (f1, f2) = pair::<F>(pw, kt);
-        aa = f1 * aa + f2 * vt;
-        bb = f1 * bb + f2;
-        pp = F::max(pw, kt);
+        let (a2, b2, p2) = advance::<F>(aa, bb, pp, wc, kt, vt);
+        aa = a2;
+        bb = b2;
+        pp = p2;
     }
     out[out_base + time * channels] = aa;
     out[out_base + (time + 1) * channels] = bb;
@@ -128,13 +136,17 @@ fn wkv_backward_kernel<F: Float>(
         trace[at] = aa;
         trace[at + channels] = bb;
         trace[at + 2 * channels] = pp;
-        let kt = k[in_base + t * channels];
-        let vt = v[in_base + t * channels];
-        let pw = pp + wc;
-        let (f1, f2) = pair::<F>(pw, kt);
-        aa = f1 * aa + f2 * vt;
-        bb = f1 * bb + f2;
-        pp = F::max(pw, kt);
+        let (a2, b2, p2) = advance::<F>(
+            aa,
+            bb,
+            pp,
+            wc,
+            k[in_base + t * channels],
+            v[in_base + t * channels],
+        );
+        aa = a2;
+        bb = b2;
+        pp = p2;
     }
 
     let mut ga = grad[g_base + time * channels];
