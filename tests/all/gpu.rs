@@ -19,11 +19,10 @@ type Dev = Wgpu;
 /// gets wrong (a second defect under Burn's fused element-wise kernels, not yet reduced;
 /// see [`chunked_len_1_at_batch_2`]).
 fn device_formulations(time: usize) -> Vec<WkvMode> {
-    let mut m = vec![WkvMode::Parallel, WkvMode::Scan];
-    for len in [2, 3, 7, time, time + 5] {
-        m.push(WkvMode::Chunked { len });
-    }
-    m
+    crate::wkv_props::formulations(time)
+        .into_iter()
+        .filter(|&m| m != WkvMode::Chunked { len: 1 })
+        .collect()
 }
 
 /// Found by this suite: `chunked` with blocks of one token is O(0.1–1) wrong on lavapipe at

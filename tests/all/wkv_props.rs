@@ -29,7 +29,7 @@ pub(crate) fn tol32(case: &WkvCase) -> f64 {
     32.0 * f32::EPSILON as f64 * (1.0 + m(&case.k) + m(&case.u) + pp)
 }
 
-fn formulations(time: usize) -> Vec<WkvMode> {
+pub(crate) fn formulations(time: usize) -> Vec<WkvMode> {
     let mut m = vec![WkvMode::Parallel, WkvMode::Scan];
     for len in [1, 2, 3, 7, time, time + 5] {
         m.push(WkvMode::Chunked { len });
