@@ -57,6 +57,12 @@ impl Dtype {
 pub trait Metered: WkvBackend {
     /// A meter for one measured call on `device`.
     fn meter(device: &Self::Device) -> Box<dyn PeakMeter>;
+
+    /// The largest single buffer `device` can allocate, in bytes; None where there is no
+    /// such limit below the memory budget (CPU backends).
+    fn max_buffer(_device: &Self::Device) -> Option<u64> {
+        None
+    }
 }
 
 impl Metered for burn::backend::NdArray<f32> {
@@ -112,6 +118,15 @@ impl<R: burn::cubecl::Runtime, B: burn::tensor::backend::Backend<Device = R::Dev
     }
 }
 
+/// The largest allocation CubeCL makes on `device` (its `max_page_size`): wgpu reads the
+/// adapter's `max_storage_buffer_binding_size` (128 MiB on lavapipe; a quarter of device
+/// memory where Vulkan has 64-bit indexing), CUDA a quarter of device memory. A tensor
+/// above it cannot be allocated ("Memory page 0 doesn't exist" on wgpu).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn cube_max_buffer<R: burn::cubecl::Runtime>(device: &R::Device) -> Option<u64> {
+    Some(R::client(device).properties().memory.max_page_size)
+}
+
 #[cfg(feature = "wgpu")]
 impl Metered for burn::backend::Wgpu {
     fn meter(device: &Self::Device) -> Box<dyn PeakMeter> {
@@ -119,6 +134,10 @@ impl Metered for burn::backend::Wgpu {
             device: device.clone(),
             _backend: Default::default(),
         })
+    }
+
+    fn max_buffer(device: &Self::Device) -> Option<u64> {
+        cube_max_buffer::<burn::backend::wgpu::WgpuRuntime>(device)
     }
 }
 
@@ -129,6 +148,10 @@ impl Metered for burn::backend::Cuda {
             device: device.clone(),
             _backend: Default::default(),
         })
+    }
+
+    fn max_buffer(device: &Self::Device) -> Option<u64> {
+        cube_max_buffer::<burn::cubecl::cuda::CudaRuntime>(device)
     }
 }
 

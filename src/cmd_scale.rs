@@ -161,11 +161,21 @@ impl Job for ScaleJob<'_> {
         };
         let meter = B::meter(&device);
         eprintln!("memory: {}", meter.describe());
+        let ctx = Context {
+            max_buffer: B::max_buffer(&device),
+            ..self.ctx.clone()
+        };
+        if let Some(m) = ctx.max_buffer {
+            eprintln!(
+                "largest single buffer of the device: {} (measurements with a larger tensor are skipped)",
+                fmt_bytes(m as f64)
+            );
+        }
         scaling::run_study::<B>(
             self.study,
             self.spec,
             &device,
-            self.ctx,
+            &ctx,
             meter.as_ref(),
             self.resume,
             &mut progress,
@@ -227,7 +237,7 @@ fn ablation_smoke(backend: BackendKind, out: &Path) -> Result<bool> {
 }
 
 /// The source tree this binary was built from: its git revision is the measuring code's.
-fn repo_dir() -> &'static Path {
+pub(crate) fn repo_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -257,6 +267,7 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         dtype: args.dtype.name().into(),
         git_rev: git_rev(repo_dir()),
         memory_budget: budget,
+        max_buffer: None,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let study = StudyDir::for_writing(&out)?;

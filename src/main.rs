@@ -3,6 +3,7 @@
 mod backend;
 mod cmd_ablate;
 mod cmd_bench;
+mod cmd_compare;
 mod cmd_convert;
 mod cmd_cpu_bench;
 mod cmd_generate;
@@ -39,6 +40,7 @@ Examples:
   rwkv-lab bench-wkv                            time of each formulation vs sequence length
   rwkv-lab bench                                CPU decode, prefill and GEMM speed per backend
   rwkv-lab scale --config experiments/scaling.yaml   time and memory vs T, RWKV vs transformer
+  rwkv-lab compare-backends --backends ndarray:f64,ndarray --quick   backends side by side
   rwkv-lab ablate --config experiments/ablation-mqar.yaml --quick   which part of RWKV matters"
 )]
 struct Cli {
@@ -60,6 +62,8 @@ enum Command {
     Bench(cmd_cpu_bench::CpuBenchArgs),
     /// Scaling study: time and peak memory versus sequence length, RWKV vs transformer.
     Scale(cmd_scale::ScaleArgs),
+    /// The same weights and tokens on several backends: prefill and decode times side by side, output differences.
+    CompareBackends(cmd_compare::CompareArgs),
     /// Ablation study: train RWKV variants and the baseline from a YAML spec, with seeds and shards.
     Ablate(cmd_ablate::AblateArgs),
     /// Re-render plots and summary.md of a study folder from its records (or merge ablation shards).
@@ -160,6 +164,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::BenchWkv(args) => cmd_bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => cmd_cpu_bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Scale(args) => cmd_scale::run_scale(&args).map(|_| ExitCode::SUCCESS),
+        Command::CompareBackends(args) => cmd_compare::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Ablate(args) => cmd_ablate::run(&args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
@@ -217,6 +222,8 @@ mod tests {
             "rwkv-lab ablate --config experiments/ablation-mqar.yaml --quick",
             "rwkv-lab ablate --config x.yaml --resume --shard 0/4 --out o --backend ndarray",
             "rwkv-lab reproduce",
+            "rwkv-lab compare-backends --quick",
+            "rwkv-lab compare-backends --backends ndarray:f64,ndarray,cuda,wgpu --config c.yaml --out o --memory-budget 4G",
             "rwkv-lab generate --checkpoint m.pth --tokens 1 --max-new 8 --temperature 0.8 --top-p 0.9 --seed 3 --check",
             "rwkv-lab generate --checkpoint dir --prompt Hello --tokenizer t.json --memory-budget 1G --prompt-mode scan",
             "rwkv-lab convert --checkpoint m.pth --out dir",
@@ -241,6 +248,8 @@ mod tests {
             "rwkv-lab ablate --config x.yaml --shard 1-4",
             "rwkv-lab ablate --config x.yaml --shard 0/0",
             "rwkv-lab report",
+            "rwkv-lab compare-backends --backends tpu",
+            "rwkv-lab compare-backends --backends ndarray:f16",
             "rwkv-lab bench --only speed",
             "rwkv-lab bench --modes fast",
             "rwkv-lab bench --steps 0",

@@ -6,6 +6,7 @@ mod bad_input;
 mod checkpoint;
 mod checkpoint_errors;
 mod common;
+mod compare;
 mod convert;
 mod decode;
 mod generate_text;

@@ -32,6 +32,7 @@ fn ctx(budget: u64) -> Context {
         dtype: "f32".into(),
         git_rev: "test".into(),
         memory_budget: budget,
+        max_buffer: None,
         command: "test".into(),
     }
 }

@@ -78,6 +78,7 @@
 //! existed: `scaling`) to choose the renderer.
 
 mod ablation;
+mod backends;
 mod error;
 mod meta;
 pub mod provenance;
@@ -88,6 +89,7 @@ mod study;
 mod writer;
 
 pub use ablation::{AblationRow, GridRun, RunKey, RunState, run_state};
+pub use backends::{BackendRow, Measured, backend_label};
 pub use error::RecordsError;
 pub use meta::{Meta, text_differences, value_differences};
 pub use read::read_rows;

@@ -16,6 +16,9 @@ pub enum StudyKind {
     Scaling,
     /// Training curves of model variants (rows defined by the ablation study).
     Ablation,
+    /// The same model and tokens timed and compared on several backends
+    /// ([`crate::BackendRow`] rows, `rwkv-lab compare-backends`).
+    Backends,
 }
 
 /// `as_str` and `Display` of a field-less enum, giving each variant the name serde gives
@@ -40,7 +43,7 @@ macro_rules! named {
 }
 pub(crate) use named;
 
-named!(StudyKind { Scaling => "scaling", Ablation => "ablation" });
+named!(StudyKind { Scaling => "scaling", Ablation => "ablation", Backends => "backends" });
 
 /// The outcome of one measurement.
 #[derive(

@@ -9,7 +9,7 @@ use lab_util::{SplitMix64, float_opts};
 use rwkv::wkv::wkv;
 use rwkv::{WkvBackend, WkvMode};
 
-use crate::estimate::wkv_bytes;
+use crate::estimate::{DeviceLimits, wkv_bytes, wkv_largest_bytes};
 use crate::meter::PeakMeter;
 use crate::timing::{Stats, time_repeated};
 
@@ -49,6 +49,9 @@ pub struct WkvBench {
     pub warmup: usize,
     /// Bytes above which a formulation is skipped.
     pub memory_budget: u64,
+    /// The device's largest single buffer: a formulation whose largest tensor is estimated
+    /// above it is skipped. None: no such limit (CPU).
+    pub max_buffer: Option<u64>,
     /// Seed of the random inputs.
     pub seed: u64,
 }
@@ -62,8 +65,11 @@ pub struct BenchRow {
     pub mode: WkvMode,
     /// Estimated working memory.
     pub estimate: u64,
-    /// Median/min/max seconds; None when skipped over the budget.
-    pub stats: Option<Stats>,
+    /// Estimated largest single tensor.
+    pub largest: u64,
+    /// Median/min/max seconds, or why it was skipped (over the budget or the device's
+    /// largest buffer).
+    pub stats: Result<Stats, String>,
 }
 
 /// The formulations named in `names` (as `WkvMode` parses them, plus `chunked` for one
@@ -144,7 +150,14 @@ pub fn run_wkv<B: WkvBackend>(
         for &mode in &bench.modes {
             progress(&format!("T={t} {mode}"));
             let estimate = wkv_bytes(mode, b, t, c, elem);
-            let stats = if estimate <= bench.memory_budget {
+            let largest = wkv_largest_bytes(mode, b, t, c, elem);
+            let limits = DeviceLimits {
+                memory_budget: bench.memory_budget,
+                max_buffer: bench.max_buffer,
+            };
+            let stats = if let Some(why) = limits.check(estimate, largest) {
+                Err(why)
+            } else {
                 let timed = time_repeated(
                     bench.warmup,
                     bench.repeats,
@@ -164,14 +177,13 @@ pub fn run_wkv<B: WkvBackend>(
                     },
                 )
                 .map_err(BenchError::Run)?;
-                Some(timed.stats)
-            } else {
-                None
+                Ok(timed.stats)
             };
             rows.push(BenchRow {
                 seq_len: t,
                 mode,
                 estimate,
+                largest,
                 stats,
             });
         }
@@ -228,6 +240,7 @@ mod tests {
             repeats: NonZeroUsize::new(3).unwrap(),
             warmup: 1,
             memory_budget: wkv_bytes(WkvMode::Parallel, 1, 8, 4, 4),
+            max_buffer: None,
             seed: 0,
         };
         let mut seen = Vec::new();
@@ -242,9 +255,9 @@ mod tests {
             seen,
             ["T=8 scan", "T=8 parallel", "T=16 scan", "T=16 parallel"]
         );
-        let ran: Vec<bool> = rows.iter().map(|r| r.stats.is_some()).collect();
+        let ran: Vec<bool> = rows.iter().map(|r| r.stats.is_ok()).collect();
         assert_eq!(ran, [true, true, true, false]);
-        let s = rows[0].stats.unwrap();
+        let s = rows[0].stats.clone().unwrap();
         assert!(s.min > 0.0 && s.min <= s.median && s.median <= s.max);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod ablation;
 pub mod bench;
+pub mod compare;
 pub mod cpu_bench;
 pub mod estimate;
 pub mod generate;

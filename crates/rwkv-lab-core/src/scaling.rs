@@ -21,7 +21,7 @@ use lab_records::{
 use lab_util::SplitMix64;
 use rwkv::{WkvBackend, WkvMode};
 
-use crate::estimate::{generation_bytes, prefill_bytes};
+use crate::estimate::{DeviceLimits, generation_bytes, prefill_bytes, prefill_largest_bytes};
 use crate::meter::PeakMeter;
 use crate::models::Models;
 use crate::spec::{Attention, ScalingSpec, spec_differences};
@@ -38,8 +38,21 @@ pub struct Context {
     pub git_rev: String,
     /// Bytes above which a measurement is skipped.
     pub memory_budget: u64,
+    /// The device's largest single buffer (GPU backends): a measurement whose largest
+    /// tensor is estimated above it is skipped. None: no such limit (CPU).
+    pub max_buffer: Option<u64>,
     /// The command line, for `meta.json`.
     pub command: String,
+}
+
+impl Context {
+    /// The memory budget and the device's largest buffer.
+    pub fn limits(&self) -> DeviceLimits {
+        DeviceLimits {
+            memory_budget: self.memory_budget,
+            max_buffer: self.max_buffer,
+        }
+    }
 }
 
 /// Errors that stop a study (failures of single measurements are recorded instead).
@@ -223,9 +236,10 @@ impl<B: WkvBackend> Runner<'_, B> {
             );
             return r;
         }
-        if est > self.ctx.memory_budget {
+        let largest = prefill_largest_bytes(self.spec, subject, t, self.elem);
+        if let Some(why) = self.ctx.limits().check(est, largest) {
             r.status = Status::Skipped;
-            r.note = format!("estimated {est} bytes > budget {}", self.ctx.memory_budget);
+            r.note = why;
             return r;
         }
         let tokens = ids::<B>(
@@ -328,9 +342,14 @@ impl<B: WkvBackend> Runner<'_, B> {
             (r.status, r.note, r.estimate_bytes) = (status, note, Some(est));
             vec![r]
         };
-        if est > self.ctx.memory_budget {
-            let note = format!("estimated {est} bytes > budget {}", self.ctx.memory_budget);
-            return fail(Status::Skipped, note);
+        // the prompt's prefill holds the largest tensors of the run
+        let prompt_subject = match model {
+            Model::Rwkv => Subject::Rwkv(WkvMode::Parallel),
+            Model::Transformer => Subject::Transformer(Attention::Explicit),
+        };
+        let largest = prefill_largest_bytes(self.spec, prompt_subject, prompt_len, self.elem);
+        if let Some(why) = self.ctx.limits().check(est, largest) {
+            return fail(Status::Skipped, why);
         }
         let (batch, vocab) = (self.spec.batch.get(), self.spec.model.vocab.get());
         let prompt = ids::<B>(self.spec.seed, batch, prompt_len, vocab, self.device);
@@ -517,9 +536,12 @@ pub fn study_meta(spec: &ScalingSpec, ctx: &Context, memory: &str) -> Meta {
         seed: spec.seed,
         backend: ctx.backend.clone(),
         device: format!(
-            "{} (memory budget {})",
+            "{} (memory budget {}{})",
             ctx.backend,
-            lab_util::fmt_bytes(ctx.memory_budget as f64)
+            lab_util::fmt_bytes(ctx.memory_budget as f64),
+            ctx.max_buffer
+                .map(|m| format!(", largest buffer {}", lab_util::fmt_bytes(m as f64)))
+                .unwrap_or_default()
         ),
         memory: memory.into(),
         dtype: ctx.dtype.clone(),

@@ -8,6 +8,7 @@
 
 pub mod ablation;
 pub mod analysis;
+pub mod backends;
 pub mod claims;
 pub mod crossover;
 pub mod error;

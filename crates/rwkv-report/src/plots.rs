@@ -343,12 +343,48 @@ pub fn plot_lines(
     note: Option<&str>,
     lines: &[PlotLine],
 ) -> Result<Vec<PathBuf>, ReportError> {
+    plot_lines_on(dir, stem, [title, x_desc, y_desc], note, lines, false)
+}
+
+/// [`plot_lines`] on log-log axes (base 2 on x); points at or below zero are left out.
+pub fn plot_lines_loglog(
+    dir: &Path,
+    stem: &str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    note: Option<&str>,
+    lines: &[PlotLine],
+) -> Result<Vec<PathBuf>, ReportError> {
+    let positive: Vec<PlotLine> = lines
+        .iter()
+        .map(|l| PlotLine {
+            points: l
+                .points
+                .iter()
+                .copied()
+                .filter(|&(x, y)| x > 0.0 && y > 0.0)
+                .collect(),
+            ..l.clone()
+        })
+        .collect();
+    plot_lines_on(dir, stem, [title, x_desc, y_desc], note, &positive, true)
+}
+
+fn plot_lines_on(
+    dir: &Path,
+    stem: &str,
+    [title, x_desc, y_desc]: [&str; 3],
+    note: Option<&str>,
+    lines: &[PlotLine],
+    log: bool,
+) -> Result<Vec<PathBuf>, ReportError> {
     register_font()?;
     let spec = PlotSpec {
         title,
         x_desc,
         y_desc,
-        log: false,
+        log,
         bytes: false,
         empty: "no data",
     };

@@ -60,6 +60,7 @@ pub fn render(dir: &Path) -> Result<RenderOutput, ReportError> {
     match meta.as_ref().map(|m| m.kind).unwrap_or_default() {
         StudyKind::Scaling => render_scaling(&study, meta),
         StudyKind::Ablation => crate::ablation::render_ablation(&study, meta),
+        StudyKind::Backends => crate::backends::render_backends(&study, meta),
     }
 }
 
