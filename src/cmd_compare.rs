@@ -173,6 +173,7 @@ fn describe(r: &BackendRow) -> String {
             r.method
         ),
         Measured::Decode => format!("{:<12} decode  {:<19}", r.label(), r.method),
+        Measured::Matmul => format!("{:<12} matmul  {:<19}", r.label(), r.method),
     };
     match (r.status, r.median_s) {
         (Status::Ok, Some(s)) => {

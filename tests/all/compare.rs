@@ -21,6 +21,8 @@ decode:
   model: { vocab: 40, d_model: 16, n_layers: 2 }
   steps: 4
   warmup: 2
+matmul:
+  shapes: [[8, 16, 40]]
 ";
 
 fn cli(args: &[&str], dir: &Path) -> (i32, String, String) {
@@ -55,8 +57,9 @@ fn f32_against_float64_side_by_side() {
     assert!(out.contains("summary.md"), "{out}");
     let study = StudyDir::open(&dir.path().join("cmp")).unwrap();
     let rows: Vec<BackendRow> = study.read_rows().unwrap();
-    // per backend: 2 T x 3 formulations, then decode (the CPU decoder only in f32)
-    assert_eq!(rows.len(), 2 * 6 + 1 + 2, "{rows:#?}");
+    // per backend: one product, 2 T x 3 formulations, then decode (the CPU decoder only in
+    // f32)
+    assert_eq!(rows.len(), 2 + 2 * 6 + 1 + 2, "{rows:#?}");
     let (reference, f32_rows): (Vec<&BackendRow>, Vec<&BackendRow>) =
         rows.iter().partition(|r| r.dtype == "f64");
     assert!(
@@ -87,6 +90,8 @@ fn f32_against_float64_side_by_side() {
     );
     let summary = std::fs::read_to_string(study.file("summary.md")).unwrap();
     for want in [
+        "## Matrix products",
+        "| 8 × 16 × 40 | ndarray |",
         "## Prefill",
         "| 32 | scan |",
         "ndarray ×",

@@ -14,9 +14,11 @@ pub enum Measured {
     Prefill,
     /// One new token in RNN mode, logits on the host (per-token latency).
     Decode,
+    /// One dense product `[m, k] × [k, n]` (`method` is `MxKxN`, `seq_len` is m).
+    Matmul,
 }
 
-named!(Measured { Prefill => "prefill", Decode => "decode" });
+named!(Measured { Prefill => "prefill", Decode => "decode", Matmul => "matmul" });
 
 /// One measurement of one backend (or one skipped or failed measurement).
 ///
@@ -29,6 +31,10 @@ named!(Measured { Prefill => "prefill", Decode => "decode" });
 ///   step on the backend; `cpu-decoder`: the CPU decoder fed the same weights). `seq_len`
 ///   is the number of tokens stepped (warm-up included); the output compared is the last
 ///   step's logits.
+/// - `matmul`: one dense product `[m, k] × [k, n]` of seeded operands (`method` is
+///   `MxKxN`, `seq_len` m, `d_model` k, `vocab` n), timed like a prefill; the whole product
+///   is compared. It isolates the precision of a backend's matrix products (TF32 tensor
+///   cores round operands to 10-bit mantissas).
 ///
 /// `max_abs_diff` is `max |y - y_ref|` over the compared logits, where `y_ref` is the
 /// reference backend's output for the same measurement (the first backend of the run);

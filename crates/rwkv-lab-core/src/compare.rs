@@ -106,6 +106,15 @@ pub struct DecodePart {
     pub warmup: usize,
 }
 
+/// The dense-product measurements: each `[m, k, n]` product timed and its result compared
+/// whole, which isolates the precision of a backend's matrix products.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatmulPart {
+    /// `[m, k, n]` of each product.
+    pub shapes: NonEmpty<[NonZeroUsize; 3]>,
+}
+
 /// Overrides applied by `--quick`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +129,8 @@ pub struct QuickPart {
     pub steps: Option<NonZeroUsize>,
     /// Replaces `repeats`.
     pub repeats: Option<NonZeroUsize>,
+    /// Replaces `matmul.shapes`.
+    pub matmul_shapes: Option<NonEmpty<[NonZeroUsize; 3]>>,
 }
 
 /// A backend comparison.
@@ -147,6 +158,9 @@ pub struct CompareSpec {
     /// Decode measurements (omit to skip).
     #[serde(default)]
     pub decode: Option<DecodePart>,
+    /// Dense products (omit to skip).
+    #[serde(default)]
+    pub matmul: Option<MatmulPart>,
     /// `--quick` overrides.
     #[serde(default)]
     pub quick: Option<QuickPart>,
@@ -234,6 +248,9 @@ impl CompareSpec {
         if let Some(r) = q.repeats {
             s.repeats = r;
         }
+        if let (Some(m), Some(part)) = (q.matmul_shapes, s.matmul.as_mut()) {
+            part.shapes = m;
+        }
         s.quick = None;
         Ok(s)
     }
@@ -266,7 +283,8 @@ impl CompareSpec {
             (Some(_), true) => 2,
             (Some(_), false) => 1,
         };
-        prefill + decode
+        let matmul = self.matmul.as_ref().map_or(0, |m| m.shapes.0.len());
+        matmul + prefill + decode
     }
 }
 
@@ -312,6 +330,7 @@ impl BackendRun {
 pub struct Outputs {
     prefill: HashMap<(usize, String), Vec<f64>>,
     decode: Option<Vec<f64>>,
+    matmul: HashMap<String, Vec<f64>>,
 }
 
 impl Outputs {
@@ -611,6 +630,85 @@ impl<B: WkvBackend> Runner<'_, B> {
         Ok((timed.stats, rwkv::verify::to_f64(last)))
     }
 
+    /// The dense products, each timed and its whole result kept.
+    fn matmuls(
+        &self,
+        out: &mut Outputs,
+        progress: &mut dyn FnMut(Progress<'_>),
+        sink: &mut dyn FnMut(&BackendRow) -> Result<(), RecordsError>,
+    ) -> Result<(), CompareError> {
+        let Some(part) = &self.spec.matmul else {
+            return Ok(());
+        };
+        for [m, k, n] in part.shapes.0.iter().map(|s| s.map(|x| x.get())) {
+            let name = format!("{m}x{k}x{n}");
+            progress(Progress::Started(&format!(
+                "{} matmul {name}",
+                self.run.label()
+            )));
+            let mut row = self.row(
+                Measured::Matmul,
+                &name,
+                m,
+                &Shape {
+                    vocab: NonZeroUsize::MIN,
+                    d_model: NonZeroUsize::MIN,
+                    n_layers: NonZeroUsize::MIN,
+                },
+            );
+            (row.d_model, row.vocab, row.n_layers, row.params) = (k, n, 0, 0);
+            row.repeats = self.spec.repeats.get();
+            let e = self.elem as u64;
+            let (mu, ku, nu) = (m as u64, k as u64, n as u64);
+            let largest = [mu * ku, ku * nu, mu * nu].into_iter().max().unwrap_or(0) * e;
+            let total = (mu * ku + ku * nu + mu * nu) * e;
+            (row.estimate_bytes, row.largest_tensor_bytes) = (Some(total), Some(largest));
+            if let Some(why) = self.run.limits.check(total, largest) {
+                row.status = Status::Skipped;
+                row.note = why;
+            } else {
+                match self.attempt(|| self.time_matmul(m, k, n)) {
+                    Ok((stats, y)) => {
+                        (row.median_s, row.min_s, row.max_s) =
+                            (Some(stats.median), Some(stats.min), Some(stats.max));
+                        row.tokens_per_s = Some(m as f64 / stats.median);
+                        self.compare(
+                            &mut row,
+                            &y,
+                            self.reference
+                                .and_then(|r| r.matmul.get(&name))
+                                .map(|r| (r.as_slice(), None)),
+                        );
+                        out.matmul.insert(name, y);
+                    }
+                    Err(e) => Self::failure(&mut row, e),
+                }
+            }
+            sink(&row)?;
+            progress(Progress::Finished(&row));
+        }
+        Ok(())
+    }
+
+    /// The timed products of seeded operands in [-1, 1) (the same f32 values on every
+    /// backend), and the last product.
+    fn time_matmul(&self, m: usize, k: usize, n: usize) -> Result<(Stats, Vec<f64>), String> {
+        let mut rng = SplitMix64::new(self.spec.seed ^ 0x6e33 ^ (m * 31 + k * 7 + n) as u64);
+        let mut fill =
+            |len: usize| -> Vec<f32> { (0..len).map(|_| rng.range(-1.0, 1.0) as f32).collect() };
+        let opts = || lab_util::float_opts::<B>(self.device);
+        let a = Tensor::<B, 2>::from_data(TensorData::new(fill(m * k), [m, k]), opts());
+        let b = Tensor::<B, 2>::from_data(TensorData::new(fill(k * n), [k, n]), opts());
+        let timed = time_repeated(
+            self.spec.warmup,
+            self.spec.repeats,
+            &crate::meter::NoMeter,
+            || B::sync(self.device).map_err(|e| format!("device sync failed: {e:?}")),
+            || Ok::<_, String>(a.clone().matmul(b.clone())),
+        )?;
+        Ok((timed.stats, rwkv::verify::to_f64(timed.last)))
+    }
+
     /// The decode rows: the model's own step, and the CPU decoder on f32 CPU backends.
     fn decodes(
         &self,
@@ -720,8 +818,8 @@ impl<B: WkvBackend> Runner<'_, B> {
     }
 }
 
-/// Everything one backend measures, each row handed to `sink` as it is made: the
-/// prefills (T ascending, each formulation), then the decode rows. `reference` holds the
+/// Everything one backend measures, each row handed to `sink` as it is made: the dense
+/// products, the prefills (T ascending, each formulation), then the decode rows. `reference` holds the
 /// reference backend's outputs (None while the reference itself runs); returns this
 /// backend's outputs.
 ///
@@ -744,6 +842,7 @@ pub fn run_backend<B: WkvBackend>(
         dead: Default::default(),
     };
     let mut out = Outputs::default();
+    runner.matmuls(&mut out, progress, sink)?;
     let config = spec.prefill.model.config();
     let fits = run
         .limits
@@ -819,6 +918,8 @@ decode:
   model: { vocab: 32, d_model: 8, n_layers: 1 }
   steps: 3
   warmup: 1
+matmul:
+  shapes: [[4, 8, 16]]
 quick:
   seq_lens: [4]
 ";
@@ -855,8 +956,8 @@ quick:
     #[test]
     fn f32_against_f64_on_the_same_weights() {
         let (ref_rows, reference) = run_one::<burn::backend::NdArray<f64>>("f64", None);
-        // 2 T x 3 modes + decode (no CPU decoder in f64)
-        assert_eq!(ref_rows.len(), 7);
+        // one product, 2 T x 3 modes, decode (no CPU decoder in f64)
+        assert_eq!(ref_rows.len(), 8);
         assert!(ref_rows.iter().all(|r| r.max_abs_diff.is_none()));
         let skipped: Vec<_> = ref_rows
             .iter()
@@ -865,7 +966,15 @@ quick:
         assert_eq!(skipped.len(), 1, "{ref_rows:?}");
         assert!(skipped[0].note.contains("max_seq_len 4 for parallel"));
         let (rows, _) = run_one::<burn::backend::NdArray<f32>>("f32", Some(&reference));
-        assert_eq!(rows.len(), 8, "the CPU decoder runs in f32");
+        assert_eq!(rows.len(), 9, "the CPU decoder runs in f32");
+        let mm = rows
+            .iter()
+            .find(|r| r.measured == Measured::Matmul)
+            .unwrap();
+        assert_eq!(
+            (mm.method.as_str(), mm.seq_len, mm.d_model, mm.vocab),
+            ("4x8x16", 4, 8, 16)
+        );
         for r in rows.iter().filter(|r| r.is_ok()) {
             let d = r.max_abs_diff.expect("compared");
             assert!(d > 0.0 && d < 1e-4, "{r:?}");

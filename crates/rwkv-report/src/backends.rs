@@ -193,6 +193,60 @@ fn shape(r: &BackendRow) -> String {
     )
 }
 
+/// What a row measured, in words.
+fn place(r: &BackendRow) -> String {
+    match r.measured {
+        Measured::Prefill => format!("prefill T={} {}", r.seq_len, r.method),
+        Measured::Decode => format!("decode {}", r.method),
+        Measured::Matmul => format!("matmul {}", r.method),
+    }
+}
+
+/// The dense products: time, GFLOP/s and the difference from the reference per backend.
+fn matmul_section(md: &mut String, rows: &[BackendRow], v: &View<'_>) {
+    let products: Vec<&BackendRow> = rows
+        .iter()
+        .filter(|r| r.measured == Measured::Matmul)
+        .collect();
+    if products.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Matrix products\n");
+    let _ = writeln!(
+        md,
+        "One dense product `[m, k] × [k, n]` of seeded operands in [−1, 1) (the same f32 values \
+         everywhere), compared whole with {}. f32 arithmetic stays within about 1e-6 of float64 (relative to \
+         the largest entry) at these sizes; TF32 tensor cores, which round every operand to a \
+         10-bit mantissa, land near 1e-3: these rows tell which kind a backend's products are.\n",
+        v.reference
+    );
+    let _ = writeln!(
+        md,
+        "| m × k × n | backend | ms | GFLOP/s | max \\|Δ\\| | relative |\n|---|---|---:|---:|---:|---:|"
+    );
+    for r in products {
+        let (time, rate) = match r.median_s {
+            Some(s) => (
+                ms(s),
+                format!(
+                    "{:.1}",
+                    2.0 * r.seq_len as f64 * r.d_model as f64 * r.vocab as f64 / s / 1e9
+                ),
+            ),
+            None => (status_cell(r), String::new()),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {time} | {rate} | {} | {} |",
+            r.method.replace('x', " × "),
+            r.label(),
+            sci(r.max_abs_diff),
+            sci(r.max_rel_diff)
+        );
+    }
+    let _ = writeln!(md);
+}
+
 fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> String {
     let mut md = String::new();
     let study = rows.first().map(|r| r.study.as_str()).unwrap_or("backends");
@@ -244,6 +298,8 @@ fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> Strin
          **{}** (the first one run); *relative* divides it by the largest `|y_ref|`.\n",
         v.reference
     );
+
+    matmul_section(&mut md, rows, v);
 
     // prefill
     if let Some(first) = rows.iter().find(|r| r.measured == Measured::Prefill) {
@@ -368,7 +424,8 @@ fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> Strin
         let _ = writeln!(md);
     }
 
-    // output differences: the largest per backend
+    // output differences: the largest per backend (products apart: they measure the
+    // arithmetic of one operation, the model rows what a user gets)
     let _ = writeln!(md, "## Output differences from {}\n", v.reference);
     let compared: Vec<&BackendRow> = rows.iter().filter(|r| r.max_abs_diff.is_some()).collect();
     if compared.is_empty() {
@@ -389,10 +446,7 @@ fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> Strin
                 x.is_nan().cmp(&y.is_nan()).then(x.total_cmp(&y))
             });
             if let Some(w) = worst {
-                let place = match w.measured {
-                    Measured::Prefill => format!("prefill T={} {}", w.seq_len, w.method),
-                    Measured::Decode => format!("decode {}", w.method),
-                };
+                let place = place(w);
                 let _ = writeln!(
                     md,
                     "| {b} | {} | {} | {place} | {} |",
@@ -435,10 +489,7 @@ fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> Strin
             "| backend | measurement | status | why |\n|---|---|---|---|"
         );
         for r in not_run {
-            let what = match r.measured {
-                Measured::Prefill => format!("prefill T={} {}", r.seq_len, r.method),
-                Measured::Decode => format!("decode {}", r.method),
-            };
+            let what = place(r);
             let _ = writeln!(
                 md,
                 "| {} | {what} | {} | {} |",
