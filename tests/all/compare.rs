@@ -2,10 +2,9 @@
 //! f32 ndarray compared with it (the comparison every machine can run); records, report,
 //! re-render, skips, and the output-folder rules.
 
-use std::path::Path;
-use std::process::Command;
-
 use lab_records::{BackendRow, Measured, Status, StudyDir};
+
+use crate::scaling::cli_out as cli;
 
 /// A small spec: two T, three formulations, parallel limited, a decode model.
 const SPEC: &str = "
@@ -24,20 +23,6 @@ decode:
 matmul:
   shapes: [[8, 16, 40]]
 ";
-
-fn cli(args: &[&str], dir: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
-}
 
 #[test]
 fn f32_against_float64_side_by_side() {

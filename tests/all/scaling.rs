@@ -197,7 +197,7 @@ fn interrupted_copy(from: &Path, to: &Path, rows: usize, torn: usize) {
 }
 
 /// Runs the binary in `dir`: exit code, stdout, stderr.
-fn cli_out(args: &[&str], dir: &Path) -> (i32, String, String) {
+pub(crate) fn cli_out(args: &[&str], dir: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rwkv-lab"))
         .args(args)
         .current_dir(dir)

@@ -213,12 +213,7 @@ impl CompareSpec {
 
     /// Reads and parses a file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
-        let path = path.as_ref();
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Io {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let (text, shown) = crate::spec::read_spec(path.as_ref())?;
         Self::parse(&text, &shown)
     }
 

@@ -40,6 +40,16 @@ pub enum SpecError {
     },
 }
 
+/// The text of a spec file and the name its messages give it.
+pub fn read_spec(path: &Path) -> Result<(String, String), SpecError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| SpecError::Io {
+        path: shown.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((text, shown))
+}
+
 /// A non-empty list (rejects `[]` while parsing, so the error has a line number).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -252,12 +262,7 @@ impl ScalingSpec {
 
     /// Reads and parses a file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
-        let path = path.as_ref();
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Io {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let (text, shown) = read_spec(path.as_ref())?;
         Self::parse(&text, &shown)
     }
 

@@ -341,11 +341,7 @@ impl AblationSpec {
     /// Reads and parses a file (relative paths inside it resolve against its folder).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SpecError> {
         let path = path.as_ref();
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Io {
-            path: shown.clone(),
-            reason: e.to_string(),
-        })?;
+        let (text, shown) = crate::spec::read_spec(path)?;
         Self::parse(&text, &shown, path.parent())
     }
 
