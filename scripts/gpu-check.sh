@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 8, for a machine with an NVIDIA GPU and no package registry.
-# Takes the bundle written by scripts/gpu-bundle.sh on a CPU machine (binaries built with
-# `--features cuda,wgpu`, Debian's Vulkan loader packages) and writes everything under one
-# output folder:
+# Takes the bundle written by scripts/gpu-bundle.sh on a CPU machine (the CLI built with
+# `--features cuda,wgpu`, the wgpu test suite's binary, Debian's Vulkan loader packages) and
+# writes everything under one output folder:
 #   system.txt        nvidia-smi, the bundle's git revision, the Vulkan driver used
 #   verify-<b>.txt    `verify --random` on cuda and on wgpu (batch 1 and 2), every
 #                     formulation against the float64 CPU recurrence
-#   tests.txt         the GPU test suite (`gpu::` tests of tests/all, on wgpu), including
-#                     the ignored reproductions of the defects lavapipe shows, to learn
-#                     whether a real GPU shares them
+#   tests.txt         the wgpu test suite (crates/rwkv-gpu-tests), including the ignored
+#                     reproductions of the defects lavapipe shows, to learn whether a real
+#                     GPU shares them
 #   scaling-cuda/     the quick scaling study on cuda (records.csv, summary.md, plots)
 #   bench-wkv-<b>.txt the WKV formulations against each other on each GPU backend
 #   backends/         `compare-backends --backends ndarray,cuda,wgpu` (experiments/backends.yaml:
@@ -38,7 +38,7 @@ if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
 fi
 mkdir -p "$out"
 bin=$(realpath "$bundle/rwkv-lab")
-tests=$(realpath "$bundle/rwkv-lab-tests" 2>/dev/null || true)
+tests=$(realpath "$bundle/rwkv-gpu-tests" 2>/dev/null || true)
 summary="$out/summary.md"
 start_all=$(date +%s)
 
@@ -97,7 +97,7 @@ step "verify cuda, batch 2" 30 verify-cuda-b2.txt "$bin" verify --random --backe
 step "verify wgpu, batch 1" 30 verify-wgpu-b1.txt "$bin" verify --random --backend wgpu --batch 1
 step "verify wgpu, batch 2" 30 verify-wgpu-b2.txt "$bin" verify --random --backend wgpu --batch 2
 if [ -x "$tests" ]; then
-  step "GPU test suite (wgpu)" 80 tests.txt "$tests" gpu:: --include-ignored --test-threads 1
+  step "GPU test suite (wgpu)" 80 tests.txt "$tests" --include-ignored --test-threads 1
 else
   echo "| GPU test suite | 0 | skipped: no test binary in the bundle | |" >>"$summary"
 fi

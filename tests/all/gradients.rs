@@ -8,80 +8,17 @@
 
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Tensor, TensorData};
-use lab_util::SplitMix64;
 use proptest::prelude::*;
 use rwkv::verify::to_f64;
-use rwkv::wkv::{self, WkvBackend, WkvMode};
+use rwkv::wkv::{WkvBackend, WkvMode};
 use rwkv::{Decay, Rwkv, Variant};
 
 use crate::common::*;
 
 type AD64 = Autodiff<F64>;
 type AD32 = Autodiff<F32>;
-
-fn weights<B: burn::tensor::backend::Backend, const D: usize>(
-    seed: u64,
-    shape: [usize; D],
-) -> Tensor<B, D> {
-    let n = shape.iter().product();
-    let mut r = SplitMix64::new(seed);
-    Tensor::from_data(
-        TensorData::new(r.fill(n, |r| r.range(-1.0, 1.0)), shape),
-        lab_util::float_opts::<B>(&Default::default()),
-    )
-}
-
-/// Gradients of `Σ y·R₁ + Σ (aa/bb)·R₂ + Σ (pp + ln bb)·R₃` w.r.t.
-/// `[time_decay, u, k, v, aa₀, bb₀, pp₀]` (the last three only with an initial state).
-pub(crate) fn wkv_grads<B: AutodiffBackend + WkvBackend>(
-    case: &WkvCase,
-    mode: WkvMode,
-) -> Vec<Vec<f64>> {
-    let dev = Default::default();
-    let (b, t, c) = (case.batch, case.time, case.channels);
-    let td = t1::<B>(&case.time_decay, &dev).require_grad();
-    let u = t1::<B>(&case.u, &dev).require_grad();
-    let k = t3::<B>(&case.k, [b, t, c], &dev).require_grad();
-    let v = t3::<B>(&case.v, [b, t, c], &dev).require_grad();
-    let state = case.state.as_ref().map(|s| {
-        let s = state_tensors::<B>(s, b, c, &dev);
-        wkv::WkvState {
-            aa: s.aa.require_grad(),
-            bb: s.bb.require_grad(),
-            pp: s.pp.require_grad(),
-        }
-    });
-    let (y, end) = wkv::wkv(
-        mode,
-        td.clone().exp().neg(),
-        u.clone(),
-        k.clone(),
-        v.clone(),
-        state.clone(),
-    )
-    .unwrap();
-    let (mean, logden) = end.canonical();
-    let loss = (y * weights::<B, 3>(1, [b, t, c])).sum()
-        + (mean * weights::<B, 2>(2, [b, c])).sum()
-        + (logden * weights::<B, 2>(3, [b, c])).sum();
-    let grads = loss.backward();
-    let mut out = vec![
-        to_f64(td.grad(&grads).unwrap()),
-        to_f64(u.grad(&grads).unwrap()),
-        to_f64(k.grad(&grads).unwrap()),
-        to_f64(v.grad(&grads).unwrap()),
-    ];
-    if let Some(s) = state {
-        for x in [s.aa, s.bb, s.pp] {
-            out.push(to_f64(x.grad(&grads).unwrap()));
-        }
-    }
-    out
-}
-
-pub(crate) const NAMES: [&str; 7] = ["time_decay", "u", "k", "v", "aa0", "bb0", "pp0"];
 
 fn check_wkv_grads<B: AutodiffBackend + WkvBackend>(
     case: &WkvCase,
@@ -124,13 +61,6 @@ proptest! {
         check_wkv_grads::<AD64>(&case, 1e-9)?;
     }
 }
-
-/// float32 gradients of every formulation agree to a few ulp of the largest gradient (the
-/// measured worst is 6.8e-7 for the WKV inputs). Before `lab_util::div`, Burn's division
-/// backward went through ndarray's approximate `recip`, and `parallel`/`chunked` lay up to
-/// 1.2e-3 from exact float64 on an AVX2 CPU (about 1e-4 with AVX-512, where the old
-/// tolerance of 1e-4 happened to hold); this bound catches either.
-pub(crate) const F32_GRAD_TOL: f64 = 1e-5;
 
 #[test]
 fn wkv_gradients_agree_f32() {

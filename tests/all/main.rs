@@ -1,5 +1,6 @@
 //! The test suite: one binary, one module per topic. Everything runs on the CPU backend
-//! (ndarray) in f32 and f64.
+//! (ndarray) in f32 and f64. The wgpu suite is the crate `crates/rwkv-gpu-tests` (its own
+//! lean build; it shares `common.rs`).
 
 mod ablate;
 mod bad_input;
@@ -10,8 +11,6 @@ mod compare;
 mod convert;
 mod decode;
 mod generate_text;
-#[cfg(feature = "wgpu")]
-mod gpu;
 mod gradients;
 mod model_equiv;
 mod scaling;

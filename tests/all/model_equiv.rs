@@ -6,34 +6,21 @@
 //!
 //! Tolerances (of `max(1, max |reference|)`): f64 1e-9 (the proof that the formulations
 //! compute the same function); f32 2e-5 plus 8× the f32 recurrence's own distance from the
-//! exact float64 run on the same input (see [`f32_tolerance`]: tiny random models can be
+//! exact float64 run on the same input (see `common::f32_tolerance`: tiny random models can be
 //! ill-conditioned, and the float64 test carries the exactness).
 
 use proptest::prelude::*;
-use rwkv::verify::{run_gpt, run_rnn, run_split};
-use rwkv::{RwkvState, WkvBackend, WkvMode};
+use rwkv::verify::{run_gpt, run_split};
+use rwkv::{WkvBackend, WkvMode};
 
 use crate::common::*;
 
-pub(crate) fn modes(time: usize) -> Vec<WkvMode> {
+fn modes(time: usize) -> Vec<WkvMode> {
     let mut m = vec![WkvMode::Recurrent, WkvMode::Parallel, WkvMode::Scan];
     for len in [1, 2, 3, 7, time] {
         m.push(WkvMode::Chunked { len });
     }
     m
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Case {
-    pub(crate) seed: u64,
-    pub(crate) batch: usize,
-    pub(crate) time: usize,
-    pub(crate) vocab: usize,
-    pub(crate) c: usize,
-    pub(crate) layers: usize,
-    pub(crate) ffn: usize,
-    pub(crate) bits: u32,
-    pub(crate) with_state: bool,
 }
 
 fn cases() -> impl Strategy<Value = Case> {
@@ -63,70 +50,10 @@ fn cases() -> impl Strategy<Value = Case> {
         )
 }
 
-pub(crate) fn setup<B: WkvBackend>(case: &Case) -> (rwkv::Rwkv<B>, Vec<i64>, Option<RwkvState<B>>) {
-    let model = random_model::<B>(
-        case.seed,
-        case.vocab,
-        case.c,
-        case.layers,
-        case.ffn,
-        variant_from_bits(case.bits),
-    );
-    let ids = random_tokens(case.seed, case.batch, case.time, case.vocab);
-    let state = case
-        .with_state
-        .then(|| random_state::<B>(case.seed, case.layers, case.batch, case.c));
-    (model, ids, state)
-}
-
 /// Every formulation's GPT-mode forward equals repeated RNN-mode steps on backend `B`,
 /// within `tol` of the logits and the state; `tol` is `(logits, state)`.
-pub(crate) fn gpt_equals_rnn<B: WkvBackend>(
-    case: &Case,
-    tol: (f64, f64),
-) -> Result<(), TestCaseError> {
+fn gpt_equals_rnn<B: WkvBackend>(case: &Case, tol: (f64, f64)) -> Result<(), TestCaseError> {
     gpt_equals_rnn_in::<B>(case, tol, &modes(case.time))
-}
-
-/// [`gpt_equals_rnn`] over the given formulations.
-pub(crate) fn gpt_equals_rnn_in<B: WkvBackend>(
-    case: &Case,
-    tol: (f64, f64),
-    modes: &[WkvMode],
-) -> Result<(), TestCaseError> {
-    let (model, ids, state) = setup::<B>(case);
-    let toks = || tokens::<B>(&ids, case.batch, case.time);
-    let rnn = run_rnn(&model, toks(), state.clone()).unwrap();
-    prop_assert!(all_finite(&rnn.logits) && all_finite(&rnn.state));
-    for &mode in modes {
-        let gpt = run_gpt(&model, toks(), state.clone(), mode).unwrap();
-        let (e, tol_l) = (scaled_err(&gpt.logits, &rnn.logits), tol.0);
-        prop_assert!(e <= tol_l, "{mode}: logits scaled error {e:e} > {tol_l:e}");
-        let (e, tol_s) = (scaled_err(&gpt.state, &rnn.state), tol.1);
-        prop_assert!(e <= tol_s, "{mode}: state scaled error {e:e} > {tol_s:e}");
-    }
-    Ok(())
-}
-
-/// The f32 tolerance of [`gpt_equals_rnn`] for one case: 2e-5, or more when the input is
-/// ill-conditioned. A random tiny model can be: a LayerNorm over C = 2 channels whose two
-/// inputs nearly coincide turns a rounding of their difference into an O(1) change, and a
-/// random state with a small `bb` divides by it. The f32 recurrence's own distance from
-/// the exact float64 run measures that conditioning on the very input (`E`, separately for
-/// logits and state); every formulation must then land within `2e-5 + 8·E` of it, a bound
-/// a wrong formulation (errors O(1)) cannot meet. Found by proptest (a committed regression
-/// case: C = 2, a random state, parallel 3.5e-5 from the recurrence, which itself lies
-/// 2.1e-5 from exact; float64 agrees to 3e-15).
-pub(crate) fn f32_tolerance(case: &Case) -> (f64, f64) {
-    let (m32, ids, s32) = setup::<F32>(case);
-    let (m64, _, s64) = setup::<F64>(case);
-    let rnn32 = run_rnn(&m32, tokens::<F32>(&ids, case.batch, case.time), s32).unwrap();
-    let exact = run_rnn(&m64, tokens::<F64>(&ids, case.batch, case.time), s64).unwrap();
-    let tol = |e: f64| 2e-5 + 8.0 * e;
-    (
-        tol(scaled_err(&rnn32.logits, &exact.logits)),
-        tol(scaled_err(&rnn32.state, &exact.state)),
-    )
 }
 
 proptest! {

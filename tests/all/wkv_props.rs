@@ -23,45 +23,7 @@ use crate::common::*;
 
 const TOL64: f64 = 1e-9;
 
-pub(crate) fn tol32(case: &WkvCase) -> f64 {
-    let m = |x: &[f64]| x.iter().fold(0f64, |a, b| a.max(b.abs()));
-    let pp = case.state.as_ref().map(|s| m(&s[2])).unwrap_or(0.0);
-    32.0 * f32::EPSILON as f64 * (1.0 + m(&case.k) + m(&case.u) + pp)
-}
-
-pub(crate) fn formulations(time: usize) -> Vec<WkvMode> {
-    let mut m = vec![WkvMode::Parallel, WkvMode::Scan];
-    for len in [1, 2, 3, 7, time, time + 5] {
-        m.push(WkvMode::Chunked { len });
-    }
-    m
-}
-
-/// Outputs, canonical state and raw `pp` of `got` against `want`.
-pub(crate) fn compare(
-    what: &str,
-    got: &WkvOut,
-    want: &WkvOut,
-    tol: f64,
-) -> Result<(), TestCaseError> {
-    let finite =
-        all_finite(&got.y) && all_finite(&got.aa) && all_finite(&got.bb) && all_finite(&got.pp);
-    prop_assert!(finite, "{what}: non-finite output or state");
-    let (gm, gl) = got.canonical();
-    let (wm, wl) = want.canonical();
-    for (name, a, b) in [
-        ("y", &got.y, &want.y),
-        ("aa/bb", &gm, &wm),
-        ("pp+ln bb", &gl, &wl),
-        ("pp", &got.pp, &want.pp),
-    ] {
-        let e = scaled_err(a, b);
-        prop_assert!(e <= tol, "{what}: {name} scaled error {e:e} > {tol:e}");
-    }
-    Ok(())
-}
-
-pub(crate) fn check_formulations<B: WkvBackend>(
+fn check_formulations<B: WkvBackend>(
     case: &WkvCase,
     tol: f64,
     oracle: &WkvOut,

@@ -1,17 +1,26 @@
 //! The wgpu backend (cargo feature `wgpu`; in CI on Mesa's software Vulkan driver, lavapipe):
 //! the device WKV kernel against the Rust kernel and the float64 oracle (outputs, final
 //! state, gradients), a CI-sized subset of the formulation and whole-model equivalence
-//! suites, and `verify` end to end. Whole-model tests on real GPUs run from
-//! `scripts/gpu-check.sh`.
+//! suites, and `verify` at batch 1 and 2. Whole-model tests on real GPUs run from
+//! `scripts/gpu-check.sh`, which also runs this binary with `--include-ignored`.
 //!
-//! Tolerances are those of the CPU f32 suites (`wkv_props`, `gradients`, `model_equiv`):
-//! the device kernel evaluates the same formulas in f32 with the device's `exp` (correctly
-//! rounded to a few ulp on Vulkan and CUDA), so nothing looser is justified.
+//! `cargo test --release -p rwkv-gpu-tests --features wgpu` (without the feature this file
+//! compiles to nothing).
+//!
+//! Tolerances are those of the CPU f32 suites (`wkv_props`, `gradients`, `model_equiv` of
+//! `tests/all`, whose helpers this file shares through `tests/all/common.rs`): the device
+//! kernel evaluates the same formulas in f32 with the device's `exp` (correctly rounded to a
+//! few ulp on Vulkan and CUDA), so nothing looser is justified.
+
+#![cfg(feature = "wgpu")]
+
+#[path = "../../../tests/all/common.rs"]
+mod common;
 
 use burn::backend::{Autodiff, Wgpu};
 use rwkv::WkvMode;
 
-use crate::common::*;
+use common::*;
 
 type Dev = Wgpu;
 
@@ -19,7 +28,7 @@ type Dev = Wgpu;
 /// gets wrong (a second defect under Burn's fused element-wise kernels, not yet reduced;
 /// see [`chunked_len_1_at_batch_2`]).
 fn device_formulations(time: usize) -> Vec<WkvMode> {
-    crate::wkv_props::formulations(time)
+    formulations(time)
         .into_iter()
         .filter(|&m| m != WkvMode::Chunked { len: 1 })
         .collect()
@@ -35,9 +44,8 @@ fn chunked_len_1_at_batch_2() {
         let case = random_case(5, b, t, c, false, false);
         let oracle = run::<F64>(&case, WkvMode::Recurrent);
         let got = run::<Dev>(&case, WkvMode::Chunked { len: 1 });
-        let tol = crate::wkv_props::tol32(&case);
-        crate::wkv_props::compare(&format!("B{b} T{t} C{c} chunked:1"), &got, &oracle, tol)
-            .unwrap();
+        let tol = tol32(&case);
+        compare(&format!("B{b} T{t} C{c} chunked:1"), &got, &oracle, tol).unwrap();
     }
 }
 
@@ -70,9 +78,9 @@ fn device_scan_matches_host_kernel_and_oracle() {
         let oracle = run::<F64>(&case, WkvMode::Recurrent);
         let host = run::<F32>(&case, WkvMode::Scan);
         let device = run::<Dev>(&case, WkvMode::Scan);
-        let tol = crate::wkv_props::tol32(&case);
+        let tol = tol32(&case);
         let what = format!("B{} T{} C{}", case.batch, case.time, case.channels);
-        crate::wkv_props::compare(
+        compare(
             &format!("{what} device scan vs host scan"),
             &device,
             &host,
@@ -80,13 +88,11 @@ fn device_scan_matches_host_kernel_and_oracle() {
         )
         .unwrap();
         let rec = run::<Dev>(&case, WkvMode::Recurrent);
-        crate::wkv_props::compare(&format!("{what} recurrent vs f64"), &rec, &oracle, tol).unwrap();
+        compare(&format!("{what} recurrent vs f64"), &rec, &oracle, tol).unwrap();
         for mode in device_formulations(case.time) {
             let got = run::<Dev>(&case, mode);
-            crate::wkv_props::compare(&format!("{what} {mode} vs recurrent"), &got, &rec, tol)
-                .unwrap();
-            crate::wkv_props::compare(&format!("{what} {mode} vs f64"), &got, &oracle, tol)
-                .unwrap();
+            compare(&format!("{what} {mode} vs recurrent"), &got, &rec, tol).unwrap();
+            compare(&format!("{what} {mode} vs f64"), &got, &oracle, tol).unwrap();
         }
     }
 }
@@ -111,7 +117,7 @@ fn device_scan_state_carries_across_calls() {
             y.extend_from_slice(&first.y[row * split * c..(row + 1) * split * c]);
             y.extend_from_slice(&second.y[row * (t - split) * c..(row + 1) * (t - split) * c]);
         }
-        let tol = crate::wkv_props::tol32(&case);
+        let tol = tol32(&case);
         assert_close(&format!("split at {split}: y"), &y, &whole.y, tol);
         let (gm, gl) = second.canonical();
         let (wm, wl) = whole.canonical();
@@ -127,14 +133,14 @@ fn device_scan_gradients_match_the_oracle() {
     for seed in 0..6 {
         let (b, t, c) = [(1, 5, 3), (2, 17, 33), (3, 9, 70)][seed as usize % 3];
         let case = random_case(200 + seed, b, t, c, seed >= 3, seed % 2 == 0);
-        let oracle = crate::gradients::wkv_grads::<Autodiff<F64>>(&case, WkvMode::Recurrent);
-        let host = crate::gradients::wkv_grads::<Autodiff<F32>>(&case, WkvMode::Scan);
-        let device = crate::gradients::wkv_grads::<Autodiff<Dev>>(&case, WkvMode::Scan);
+        let oracle = wkv_grads::<Autodiff<F64>>(&case, WkvMode::Recurrent);
+        let host = wkv_grads::<Autodiff<F32>>(&case, WkvMode::Scan);
+        let device = wkv_grads::<Autodiff<Dev>>(&case, WkvMode::Scan);
         assert_eq!(device.len(), oracle.len());
         for (i, ((d, h), o)) in device.iter().zip(&host).zip(&oracle).enumerate() {
-            let name = crate::gradients::NAMES[i];
+            let name = NAMES[i];
             // the host kernel's own f32 distance from exact sets the scale of rounding
-            let tol = crate::gradients::F32_GRAD_TOL.max(8.0 * scaled_err(h, o));
+            let tol = F32_GRAD_TOL.max(8.0 * scaled_err(h, o));
             let e = scaled_err(d, o);
             assert!(
                 e <= tol,
@@ -150,7 +156,7 @@ fn device_scan_gradients_match_the_oracle() {
 #[test]
 fn model_forward_equals_repeated_step_on_the_device() {
     for (seed, batch, with_state) in [(1, 1, false), (2, 2, false), (3, 2, true), (4, 3, true)] {
-        let case = crate::model_equiv::Case {
+        let case = Case {
             seed,
             batch,
             time: 9,
@@ -158,13 +164,13 @@ fn model_forward_equals_repeated_step_on_the_device() {
             c: 12,
             layers: 3,
             ffn: 20,
-            bits: seed as u32 * 0x9E37_79B9,
+            bits: (seed as u32).wrapping_mul(0x9E37_79B9),
             with_state,
         };
-        let tol = crate::model_equiv::f32_tolerance(&case);
+        let tol = f32_tolerance(&case);
         let mut modes = vec![WkvMode::Recurrent];
         modes.extend(device_formulations(case.time));
-        crate::model_equiv::gpt_equals_rnn_in::<Dev>(&case, tol, &modes)
+        gpt_equals_rnn_in::<Dev>(&case, tol, &modes)
             .unwrap_or_else(|e| panic!("seed {seed} batch {batch}: {e}"));
         matches_ndarray(&case, tol);
     }
@@ -173,10 +179,10 @@ fn model_forward_equals_repeated_step_on_the_device() {
 /// The same model and tokens on the device and on ndarray (f32): GPT mode in the scan (the
 /// device kernel on wgpu, the Rust kernel on ndarray) and RNN mode give the same logits and
 /// state, within the f32 tolerance of the case.
-fn matches_ndarray(case: &crate::model_equiv::Case, tol: (f64, f64)) {
+fn matches_ndarray(case: &Case, tol: (f64, f64)) {
     use rwkv::verify::{run_gpt, run_rnn};
-    let (dm, ids, ds) = crate::model_equiv::setup::<Dev>(case);
-    let (hm, _, hs) = crate::model_equiv::setup::<F32>(case);
+    let (dm, ids, ds) = setup::<Dev>(case);
+    let (hm, _, hs) = setup::<F32>(case);
     let (b, t) = (case.batch, case.time);
     let pairs = [
         (
@@ -206,33 +212,57 @@ fn matches_ndarray(case: &crate::model_equiv::Case, tol: (f64, f64)) {
     }
 }
 
-/// `verify --random --backend wgpu` passes at batch 2 (every formulation, RNN mode, the
-/// CPU decoder, split and carry, against ndarray float64), at a CI-sized shape.
+/// `verify --random --backend wgpu` (the library function behind it) passes at batch 1 and
+/// 2: every formulation, RNN mode, the CPU decoder, split and carry, against the recurrence
+/// on the device and against ndarray float64, at a CI-sized shape.
 #[test]
 fn verify_passes_on_wgpu() {
-    let (code, out, err) = crate::generate_text::cli(&[
-        "verify",
-        "--random",
-        "--backend",
-        "wgpu",
-        "--batch",
-        "2",
-        "--seq-len",
-        "24",
-        "--d-model",
-        "32",
-        "--seed",
-        "3",
-    ]);
-    assert_eq!(
-        code, 0,
-        "verify --backend wgpu --batch 2 failed:\n{out}\n{err}"
-    );
-    assert!(
-        out.contains("rnn") && out.contains(" ok "),
-        "no comparison was made:\n{out}"
-    );
-    assert!(!out.contains("FAIL"), "{out}");
+    use rwkv_lab_core::verify::{RandomModel, TokenChoice, VerifyOptions, verify_random};
+    let model = RandomModel {
+        vocab_size: 256,
+        d_model: 32,
+        n_layers: 2,
+        d_ffn: None,
+        seed: 3,
+    };
+    let opts = VerifyOptions {
+        backend: "wgpu".into(),
+        ..VerifyOptions::default()
+    };
+    for batch in [1, 2] {
+        let tokens = TokenChoice::Random {
+            batch,
+            time: 24,
+            seed: 3,
+        };
+        let r = verify_random::<Dev>(&Default::default(), &model, &tokens, &opts)
+            .unwrap_or_else(|e| panic!("verify on wgpu, batch {batch}: {e}"));
+        let failed: Vec<String> = r
+            .comparisons
+            .iter()
+            .filter(|c| !c.pass)
+            .map(|c| {
+                format!(
+                    "{} vs {} ({}): {:?} {:e} > {:e}",
+                    c.a, c.b, c.quantity, c.status, c.max_abs, c.tol
+                )
+            })
+            .collect();
+        assert!(
+            r.pass && r.failed == 0 && r.skipped == 0,
+            "verify on wgpu, batch {batch}: {} passed, {} failed, {} skipped:\n{}",
+            r.passed,
+            r.failed,
+            r.skipped,
+            failed.join("\n")
+        );
+        for run in ["rnn", "cpu-decoder", "scan"] {
+            assert!(
+                r.comparisons.iter().any(|c| c.a == run),
+                "batch {batch}: no comparison of {run}"
+            );
+        }
+    }
 }
 
 /// The minimal reproduction of the wgpu RNN-mode error (docs/design.md §16): Burn 0.21's
