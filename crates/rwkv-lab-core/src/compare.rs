@@ -220,12 +220,7 @@ impl CompareSpec {
     /// The spec with its `quick` overrides applied (an error without a `quick:` section).
     pub fn quick(&self, path: &str) -> Result<Self, SpecError> {
         let Some(q) = self.quick.clone() else {
-            return Err(SpecError::Invalid {
-                path: path.into(),
-                field: "quick".into(),
-                reason: "--quick asks for the spec's `quick:` overrides, and this spec has none"
-                    .into(),
-            });
+            return Err(crate::spec::no_quick_section(path));
         };
         let mut s = self.clone();
         if let Some(m) = q.prefill_model {

@@ -40,6 +40,18 @@ pub enum SpecError {
     },
 }
 
+/// The error of `--quick` on a spec without a `quick:` section (rather than silently the
+/// full study).
+pub fn no_quick_section(path: &str) -> SpecError {
+    SpecError::Invalid {
+        path: path.into(),
+        field: "quick".into(),
+        reason: "--quick asks for the spec's `quick:` overrides, and this spec has none; add \
+                 a `quick:` section or run without --quick"
+            .into(),
+    }
+}
+
 /// The text of a spec file and the name its messages give it.
 pub fn read_spec(path: &Path) -> Result<(String, String), SpecError> {
     let shown = path.display().to_string();
@@ -271,13 +283,7 @@ impl ScalingSpec {
     /// spec in the message.
     pub fn quick(&self, path: &str) -> Result<Self, SpecError> {
         let Some(q) = self.quick.clone() else {
-            return Err(SpecError::Invalid {
-                path: path.into(),
-                field: "quick".into(),
-                reason: "--quick asks for the spec's `quick:` overrides, and this spec has \
-                         none; add a `quick:` section or run without --quick"
-                    .into(),
-            });
+            return Err(no_quick_section(path));
         };
         let mut s = self.clone();
         if let Some(m) = q.model {

@@ -349,13 +349,7 @@ impl AblationSpec {
     /// the spec has no `quick:` section.
     pub fn quick(&self, path: &str) -> Result<Self, SpecError> {
         let Some(q) = self.quick.clone() else {
-            return Err(SpecError::Invalid {
-                path: path.into(),
-                field: "quick".into(),
-                reason: "--quick asks for the spec's `quick:` overrides, and this spec has \
-                         none; add a `quick:` section or run without --quick"
-                    .into(),
-            });
+            return Err(crate::spec::no_quick_section(path));
         };
         let mut s = self.clone();
         if let Some(n) = q.steps {
