@@ -2,7 +2,7 @@
 # Prepares, on a CPU machine with a package registry, everything scripts/gpu-check.sh needs
 # on a GPU machine that has none (issue 8): the CLI built with `--features cuda,wgpu` (the
 # cuda backend loads the driver at run time, so nothing NVIDIA-specific is needed here), the
-# wgpu test suite's binary (crate rwkv-gpu-tests, `--features wgpu`), and Debian's Vulkan/GL
+# wgpu test suite's binary (crate rwkv-gpu-tests, built as in .ci/run), and Debian's Vulkan/GL
 # loader packages for wgpu.
 #
 # Usage: scripts/gpu-bundle.sh [DIR]        (default: target/gpu-bundle)
@@ -15,7 +15,8 @@ mkdir -p "$dir/debs"
 
 echo "building rwkv-lab with --features cuda,wgpu and the wgpu test suite (several minutes)" >&2
 cargo build --release --features cuda,wgpu
-test_bin=$(cargo test --release -p rwkv-gpu-tests --features wgpu --test wgpu_suite --no-run --message-format=json 2>/dev/null |
+test_bin=$(cargo test --release --workspace --features rwkv-gpu-tests/wgpu --test wgpu_suite --no-run \
+  --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -x "$test_bin" ] || { echo "error: could not find the test binary" >&2; exit 1; }
 cp target/release/rwkv-lab "$dir/rwkv-lab"

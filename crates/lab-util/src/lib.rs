@@ -148,8 +148,9 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 /// the weight broadcast to `[1, d_in, d_out]`, and on wgpu, when the product is fused with
 /// element-wise work on both its input and its output and each batch has a single row
 /// (`[B ≥ 2, 1, d_in]`: RNN-mode steps), the result is wrong by O(1) on Mesa's lavapipe
-/// (docs/design.md §16; minimal reproduction in `tests/all/gpu.rs`). One 2-D product avoids
-/// that path and is the better product on every backend (one GEMM instead of B).
+/// (docs/design.md §16; minimal reproduction in the wgpu suite,
+/// `crates/rwkv-gpu-tests/tests/wgpu_suite.rs`). One 2-D product avoids that path and is the
+/// better product on every backend (one GEMM instead of B).
 pub fn linear<B: burn::tensor::backend::Backend, const D: usize>(
     layer: &burn::nn::Linear<B>,
     x: burn::tensor::Tensor<B, D>,

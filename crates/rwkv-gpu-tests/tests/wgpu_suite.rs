@@ -4,8 +4,9 @@
 //! suites, and `verify` at batch 1 and 2. Whole-model tests on real GPUs run from
 //! `scripts/gpu-check.sh`, which also runs this binary with `--include-ignored`.
 //!
-//! `cargo test --release -p rwkv-gpu-tests --features wgpu` (without the feature this file
-//! compiles to nothing).
+//! `cargo test --release --workspace --features rwkv-gpu-tests/wgpu --test wgpu_suite`, as
+//! `.ci/run` does (or `-p rwkv-gpu-tests --features wgpu`, which rebuilds more); without the
+//! feature this file compiles to nothing.
 //!
 //! Tolerances are those of the CPU f32 suites (`wkv_props`, `gradients`, `model_equiv` of
 //! `tests/all`, whose helpers this file shares through `tests/all/common.rs`): the device
