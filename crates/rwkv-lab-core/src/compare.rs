@@ -778,6 +778,7 @@ impl<B: WkvBackend> Runner<'_, B> {
         let mut last = Vec::new();
         if engine == "model" {
             let mut state = model.zero_state(1, self.device);
+            let mut last_data = None;
             for &t in &tokens {
                 let start = Instant::now();
                 let tok =
@@ -785,6 +786,10 @@ impl<B: WkvBackend> Runner<'_, B> {
                 let logits = model.step(tok, &mut state).map_err(|e| e.to_string())?;
                 let data = logits.into_data();
                 secs.push(start.elapsed().as_secs_f64());
+                last_data = Some(data);
+            }
+            // only the last step's logits are compared: converted once, after the loop
+            if let Some(data) = last_data {
                 last = data
                     .convert::<f64>()
                     .into_vec::<f64>()
