@@ -7,8 +7,8 @@
 # Needs a venv with torch, transformers and rwkv at $VENV (default ./V):
 #   python3 -m venv V && V/bin/pip install torch transformers numpy rwkv
 # Usage: scripts/bench_cpu_compare.sh [OUT.md]
-#   BIN=path/to/rwkv-lab   (default: target/release/rwkv-lab, built here; a binary built with
-#                           --features flex adds the flex backend's rows)
+#   BIN=path/to/rwkv-lab   (default: target/release/rwkv-lab, built here with ndarray and flex;
+#                           a --no-default-features binary has only ndarray's rows)
 #   CKPT=path/to/169m.pth  (default: a random one written to $TMPDIR by make_random_blinkdl.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."

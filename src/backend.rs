@@ -10,7 +10,7 @@ use rwkv_lab_core::meter::{HostMeter, PeakMeter};
 pub enum BackendKind {
     /// CPU, pure Rust (ndarray); f32 and f64. Always available.
     Ndarray,
-    /// CPU, Burn's newer pure-Rust backend; f32. Needs `--features flex`.
+    /// CPU, Burn's newer pure-Rust backend; f32. In the default build (feature `flex`).
     Flex,
     /// GPU through wgpu (Vulkan/Metal/DX12); f32. Needs `--features wgpu`.
     Wgpu,
@@ -19,6 +19,16 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The backend `ablate` trains on when none is named: flex where it is compiled in (the
+    /// default build). Measured on the development CPU (docs/design.md §14 item 13): 1.3–1.6x
+    /// ndarray's training tokens/s, gradients within 2e-6 of float64 where ndarray's reach
+    /// 4e-4, and bit-identical reruns (ndarray's reductions are not), so resume is exact.
+    pub const TRAINING_DEFAULT: BackendKind = if cfg!(feature = "flex") {
+        BackendKind::Flex
+    } else {
+        BackendKind::Ndarray
+    };
+
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Ndarray => "ndarray",

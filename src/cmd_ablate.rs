@@ -27,6 +27,11 @@ as an error (exit code 1 at the end). Ctrl-C stops at the next step: what was re
 and --resume continues (finished and diverged runs are skipped, unfinished ones continue \
 from their checkpoint). Then summary.md and the plots are rendered from the records.
 
+Training runs on flex unless --backend says otherwise (fastest on CPUs, bit-identical \
+reruns). Each step cuts its batch into `train.micro_batches` row slices (default 4) whose \
+forward and backward run side by side on their own threads; the summed gradients are the \
+batch's, and the records depend on the spec alone, not on the machine's core count.
+
 --shard K/N (K from 0, K < N) trains only the runs whose grid index is K modulo N, for a \
 job array on shared storage; `rwkv-lab report DIR` on the folder of the shard folders merges \
 them and lists the runs still missing.
@@ -52,8 +57,9 @@ pub struct AblateArgs {
     /// Train only the K-th of N slices of the grid (K from 0).
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<Shard>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
+    /// Compute backend (default: flex, the fastest CPU backend for training, and the one
+    /// whose reruns are bit-identical; ndarray where flex is not compiled in).
+    #[arg(long, value_enum, default_value_t = BackendKind::TRAINING_DEFAULT)]
     pub backend: BackendKind,
 }
 
@@ -285,7 +291,7 @@ pub fn run(args: &AblateArgs) -> Result<bool> {
         if let Some(s) = args.shard {
             cmd.push_str(&format!(" --shard {s}"));
         }
-        if args.backend != BackendKind::Ndarray {
+        if args.backend != BackendKind::TRAINING_DEFAULT {
             cmd.push_str(&format!(" --backend {}", args.backend.name()));
         }
         println!("interrupted: everything recorded so far is kept; continue with\n  {cmd}");

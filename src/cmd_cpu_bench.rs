@@ -30,7 +30,7 @@ pub enum Part {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Measures, on each compiled CPU backend (ndarray; flex with --features flex), in f32:
+Measures, on each compiled CPU backend (ndarray and flex in the default build), in f32:
   decode   ms per new token in RNN mode (one sequence), through the model's own step and through \
 the CPU decoder (`generate --step-engine`), at the 169M shape by default (random weights, or \
 --checkpoint); also the weight bytes each step reads per second
@@ -46,7 +46,7 @@ Examples:
   rwkv-lab bench
   rwkv-lab bench --only decode --checkpoint RWKV-4-Pile-169M.pth --steps 32
   rwkv-lab bench --only prefill --seq-lens 512,1024,4096 --modes scan,chunked:64
-  cargo run --release --features flex -- bench --backends ndarray,flex")]
+  cargo run --release -- bench --backends ndarray,flex")]
 pub struct CpuBenchArgs {
     /// Parts to measure, comma-separated.
     #[arg(

@@ -65,6 +65,14 @@ fn spec_errors_name_file_line_and_field() {
             && e.contains("transformer"),
         "{e}"
     );
+    // more micro-batches than rows: the field, its line, and the bound
+    let e = err(&TINY.replace("  batch: 4", "  batch: 4\n  micro_batches: 5"));
+    assert!(
+        e.starts_with("spec.yaml:13:")
+            && e.contains("train.micro_batches")
+            && e.contains("must not exceed batch = 4"),
+        "{e}"
+    );
     // kv pairs too large: the field, its line, and the bound
     let e = err(&TINY.replace("num_kv_pairs: 2", "num_kv_pairs: 5"));
     assert!(
@@ -203,7 +211,8 @@ fn ctx() -> Context {
     }
 }
 
-/// Runs `spec` in `dir`; `stop_after` sets the stop flag after that many steps in all.
+/// Runs `spec` in `dir` on ndarray; `stop_after` sets the stop flag after that many steps
+/// in all.
 fn run(
     spec: &AblationSpec,
     dir: &Path,
@@ -211,6 +220,21 @@ fn run(
     resume: bool,
     stop_after: Option<u64>,
 ) -> rwkv_lab_core::ablation::StudyOutcome {
+    run_on::<B>(spec, dir, shard, resume, stop_after)
+}
+
+/// [`run`] on backend `A`.
+fn run_on<A>(
+    spec: &AblationSpec,
+    dir: &Path,
+    shard: Option<Shard>,
+    resume: bool,
+    stop_after: Option<u64>,
+) -> rwkv_lab_core::ablation::StudyOutcome
+where
+    A: burn::tensor::backend::AutodiffBackend + rwkv::WkvBackend,
+    A::InnerBackend: rwkv::WkvBackend,
+{
     let study = StudyDir::for_writing(dir).unwrap();
     let stop = AtomicBool::new(false);
     let mut steps = 0;
@@ -222,7 +246,7 @@ fn run(
             }
         }
     };
-    run_study::<B>(
+    run_study::<A>(
         &study,
         spec,
         shard,
@@ -319,6 +343,27 @@ fn tiny_study_end_to_end_and_resume_equals_uninterrupted() {
     // a resumed finished study trains nothing and adds no row
     run(&spec, &parts, None, true, None);
     same_rows(&timeless(&parts), &rows);
+}
+
+/// On flex, the training default, an interrupted and resumed study records exactly, bit for
+/// bit, what an uninterrupted one records (the TINY spec trains 4 micro-batches of one row,
+/// on threads).
+#[cfg(feature = "flex")]
+#[test]
+fn tiny_study_resumes_bit_identically_on_flex() {
+    type F = Autodiff<burn::backend::Flex>;
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = parse(TINY).unwrap();
+    let whole = tmp.path().join("whole");
+    run_on::<F>(&spec, &whole, None, false, None);
+    let rows = timeless(&whole);
+    assert_eq!(rows.len(), 16);
+    let parts = tmp.path().join("parts");
+    assert!(run_on::<F>(&spec, &parts, None, false, Some(11)).interrupted);
+    assert!(run_on::<F>(&spec, &parts, None, true, Some(5)).interrupted);
+    let last = run_on::<F>(&spec, &parts, None, true, None);
+    assert_eq!((last.finished, last.interrupted), (4, false));
+    assert_eq!(timeless(&parts), rows);
 }
 
 #[test]

@@ -1,6 +1,10 @@
 //! Training throughput of RWKV (and the matched transformer) on this machine's CPU.
 //!
-//! `cargo run --release -p lab-train --example bench_train [-- STEPS [MODE]]`
+//! `cargo run --release -p lab-train --example bench_train [--features flex] [-- STEPS [MODE [ARCHS [WIDTHS]]]]`
+//!
+//! Environment: `BENCH_BACKEND=flex` (needs `--features flex`; default ndarray),
+//! `BENCH_MICRO_BATCHES=M` (row slices per step, each on its own thread; default 1, the
+//! CLI's default is 4), `MIMALLOC_PURGE_DELAY=-1` to match the CLI's allocator setting.
 //!
 //! Shapes from issue 7: vocabulary 256, 4 layers, batch 16 × 256 tokens, d_model 128 and 256.
 
@@ -30,8 +34,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let flex = std::env::var("BENCH_BACKEND").as_deref() == Ok("flex");
     let (batch, seq_len) = (16, 256);
+    let micro_batches: usize = match std::env::var("BENCH_MICRO_BATCHES") {
+        Ok(v) => v.parse()?,
+        Err(_) => 1,
+    };
     println!(
-        "training throughput, batch {batch} x {seq_len} tokens, vocab 256, 4 layers, wkv {mode}, {steps} timed steps after 1 warm-up step"
+        "training throughput, batch {batch} x {seq_len} tokens, vocab 256, 4 layers, wkv {mode}, {steps} timed steps after 1 warm-up step, {} backend, {micro_batches} micro-batches",
+        if flex { "flex" } else { "ndarray" }
     );
     let widths: Vec<usize> = match args.get(4) {
         Some(a) => a.split(',').map(|w| w.parse()).collect::<Result<_, _>>()?,
@@ -45,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 batch,
                 seq_len,
                 wkv_mode: mode,
+                micro_batches,
                 ..TrainConfig::default()
             };
             let r = if flex {

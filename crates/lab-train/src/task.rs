@@ -142,6 +142,29 @@ pub struct Batch {
     pub time: usize,
 }
 
+impl Batch {
+    /// The rows cut into `parts` contiguous slices (at most `rows`), as even as they go: the
+    /// first `rows % parts` slices get one row more.
+    pub fn row_slices(&self, parts: usize) -> Vec<Batch> {
+        let parts = parts.clamp(1, self.rows.max(1));
+        let (base, extra) = (self.rows / parts, self.rows % parts);
+        let mut start = 0;
+        (0..parts)
+            .map(|k| {
+                let rows = base + usize::from(k < extra);
+                let range = start * self.time..(start + rows) * self.time;
+                start += rows;
+                Batch {
+                    inputs: self.inputs[range.clone()].to_vec(),
+                    targets: self.targets[range].to_vec(),
+                    rows,
+                    time: self.time,
+                }
+            })
+            .collect()
+    }
+}
+
 /// MQAR examples, row-major `[n, L]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Examples {

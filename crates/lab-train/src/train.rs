@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamW, AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use gpt_baseline::{AttentionPath, Transformer};
+use rayon::prelude::*;
 use rwkv::{Rwkv, WkvBackend, WkvMode};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,17 @@ pub struct TrainConfig {
     /// WKV formulation used for training and evaluation (`scan` on CPU).
     #[serde(with = "wkv_mode_serde")]
     pub wkv_mode: WkvMode,
+    /// Row slices of each batch whose forward and backward passes run side by side, each on
+    /// its own thread with its own autodiff graph; their gradients are summed in slice order
+    /// (see [`Stepper`]). The result depends on this number (by f32 rounding: the sums are
+    /// split differently), never on the machine's thread count. 1: the whole batch in one
+    /// graph.
+    #[serde(default = "one")]
+    pub micro_batches: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -75,6 +87,7 @@ impl Default for TrainConfig {
             eval_batches: 4,
             seed: 0,
             wkv_mode: WkvMode::Scan,
+            micro_batches: 1,
         }
     }
 }
@@ -109,6 +122,16 @@ impl TrainConfig {
         positive("seq_len", self.seq_len as u64)?;
         positive("eval_interval", self.eval_interval)?;
         positive("eval_batches", self.eval_batches as u64)?;
+        positive("micro_batches", self.micro_batches as u64)?;
+        if self.micro_batches > self.batch {
+            return bad(
+                "micro_batches",
+                format!(
+                    "must not exceed batch = {} (each slice needs a row), got {}",
+                    self.batch, self.micro_batches
+                ),
+            );
+        }
         if !(self.lr > 0.0 && self.lr <= 1.0) {
             return bad(
                 "lr",
@@ -326,6 +349,14 @@ pub fn masked_cross_entropy<B: Backend>(
     logits: Tensor<B, 3>,
     batch: &Batch,
 ) -> (Tensor<B, 1>, f64, usize) {
+    let (picked, sum, count) = masked_log_probs(logits, batch);
+    let denom = count.max(1) as f64;
+    (picked.sum().neg().div_scalar(denom), -sum / denom, count)
+}
+
+/// The log-probabilities of the targets `[B·T]` (zero where the target is ignored), their
+/// host sum in f64 over the counted positions (in position order), and that count.
+fn masked_log_probs<B: Backend>(logits: Tensor<B, 3>, batch: &Batch) -> (Tensor<B, 1>, f64, usize) {
     let [b, t, v] = logits.dims();
     let device = logits.device();
     let n = b * t;
@@ -347,7 +378,6 @@ pub fn masked_cross_entropy<B: Backend>(
         .filter(|(_, ok)| **ok)
         .map(|(x, _)| *x)
         .sum();
-    let denom = count.max(1) as f64;
     let picked = if count == n {
         picked
     } else {
@@ -358,7 +388,7 @@ pub fn masked_cross_entropy<B: Backend>(
         );
         picked * mask
     };
-    (picked.sum().neg().div_scalar(denom), -sum / denom, count)
+    (picked, sum, count)
 }
 
 /// Validation loss and metric of `model` on the task's fixed evaluation set.
@@ -417,6 +447,16 @@ fn adamw<B: AutodiffBackend>(cfg: &TrainConfig, weight_decay: f64) -> Adam<B> {
 
 /// One optimizer step of the loop: forward, masked cross-entropy, backward, the two AdamW
 /// steps. Shared by [`train`] and [`crate::bench`].
+///
+/// With `micro_batches` = M > 1 the batch's rows are cut into M contiguous slices, and each
+/// slice's forward and backward run on a thread of its own. A slice works on its own copy of
+/// the parameters: the same values and [`ParamId`]s, but fresh autodiff leaves (`detach`), so
+/// that the slices' graphs never meet. (Burn 0.21 deadlocks when two threads build graphs
+/// that share leaves: a backward holds its graph's lock and asks for the global graph
+/// locator, while a forward on the other thread holds the locator and asks for that graph's
+/// lock; design §14 item 11.) Each slice's loss is its sum of log-probabilities divided by
+/// the whole batch's count of target positions, so the slices' gradients, summed in slice
+/// order, are the gradient of the batch's mean loss, up to f32 rounding.
 pub struct Stepper<B: AutodiffBackend> {
     model: Option<LabModel<B>>,
     opt_decay: Adam<B>,
@@ -424,7 +464,26 @@ pub struct Stepper<B: AutodiffBackend> {
     decay_ids: Vec<ParamId>,
     plain_ids: Vec<ParamId>,
     mode: WkvMode,
+    micro_batches: usize,
+    /// The micro-batches' threads, one per slice, started once: threads started afresh
+    /// every step got fresh allocator heaps whose pages the kernel had to fault in and zero
+    /// (30% of a d_model-256 step in `clear_page_erms`).
+    pool: Option<rayon::ThreadPool>,
 }
+
+/// A parameter copy with fresh autodiff leaves: same ids, same values, no shared graph node.
+struct FreshLeaves;
+
+impl<B: AutodiffBackend> ModuleMapper<B> for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.detach(), mapper)
+    }
+}
+
+/// A loss and its gradients split into the two parameter groups, (decayed, not decayed);
+/// None when the loss was not finite (no backward was run).
+pub type LossGrads = (f64, Option<(GradientsParams, GradientsParams)>);
 
 impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
     /// Fresh optimizers for `model`.
@@ -437,6 +496,16 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
             opt_decay: adamw::<B>(cfg, cfg.weight_decay),
             opt_plain: adamw::<B>(cfg, 0.0),
             mode: cfg.wkv_mode,
+            micro_batches: cfg.micro_batches.max(1),
+            pool: (cfg.micro_batches > 1)
+                .then(|| {
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(cfg.micro_batches)
+                        .thread_name(|i| format!("micro-batch-{i}"))
+                        .build()
+                        .ok()
+                })
+                .flatten(),
         }
     }
 
@@ -445,6 +514,28 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
         self.model
             .as_ref()
             .expect("the model is only taken inside `step`")
+    }
+
+    /// The batch's mean loss and the gradients the next [`Stepper::step`] on it would apply
+    /// (through the micro-batches, as the step does); nothing is updated.
+    ///
+    /// # Errors
+    /// A model error (ids out of range...).
+    pub fn gradients(&self, batch: &Batch, device: &B::Device) -> Result<LossGrads> {
+        self.loss_grads(self.model(), batch, device)
+    }
+
+    fn loss_grads(
+        &self,
+        model: &LabModel<B>,
+        batch: &Batch,
+        device: &B::Device,
+    ) -> Result<LossGrads> {
+        if self.micro_batches <= 1 || batch.rows <= 1 {
+            self.whole(model, batch, device)
+        } else {
+            self.sliced(model, batch, device)
+        }
     }
 
     /// One step at learning rate `lr`; returns the batch's loss. A non-finite loss is
@@ -457,28 +548,95 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
             .model
             .take()
             .expect("the model is only taken inside `step`");
-        let logits = match model.logits(
-            ids::<B>(&batch.inputs, batch.rows, batch.time, device),
-            self.mode,
-        ) {
-            Ok(l) => l,
+        let computed = self.loss_grads(&model, batch, device);
+        let (loss_value, grads) = match computed {
+            Ok(c) => c,
             Err(e) => {
                 self.model = Some(model);
                 return Err(e);
             }
         };
+        match grads {
+            Some((g_decay, g_plain)) if loss_value.is_finite() => {
+                let model = self.opt_decay.step(lr, model, g_decay);
+                self.model = Some(self.opt_plain.step(lr, model, g_plain));
+            }
+            _ => self.model = Some(model),
+        }
+        Ok(loss_value)
+    }
+
+    /// The whole batch in one graph: the batch's mean loss and its gradients.
+    fn whole(&self, model: &LabModel<B>, batch: &Batch, device: &B::Device) -> Result<LossGrads> {
+        let logits = model.logits(
+            ids::<B>(&batch.inputs, batch.rows, batch.time, device),
+            self.mode,
+        )?;
         // reading the values waits for the device: timings cover the real work
         let (loss, loss_value, _) = masked_cross_entropy(logits, batch);
         if !loss_value.is_finite() {
-            self.model = Some(model);
-            return Ok(loss_value);
+            return Ok((loss_value, None));
         }
         let mut grads = loss.backward();
-        let g_decay = GradientsParams::from_params(&mut grads, &model, &self.decay_ids);
-        let g_plain = GradientsParams::from_params(&mut grads, &model, &self.plain_ids);
-        let model = self.opt_decay.step(lr, model, g_decay);
-        self.model = Some(self.opt_plain.step(lr, model, g_plain));
-        Ok(loss_value)
+        let g_decay = GradientsParams::from_params(&mut grads, model, &self.decay_ids);
+        let g_plain = GradientsParams::from_params(&mut grads, model, &self.plain_ids);
+        Ok((loss_value, Some((g_decay, g_plain))))
+    }
+
+    /// The worker threads of the micro-batches (None if the system refused threads: the
+    /// slices then run one after the other, with the same result).
+    fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool.as_ref()
+    }
+
+    /// The batch in `micro_batches` row slices, one thread each; see [`Stepper`].
+    fn sliced(&self, model: &LabModel<B>, batch: &Batch, device: &B::Device) -> Result<LossGrads> {
+        let slices = batch.row_slices(self.micro_batches);
+        let count = batch.targets.iter().filter(|&&x| x >= 0).count();
+        let denom = count.max(1) as f64;
+        let (mode, decay_ids, plain_ids) = (self.mode, &self.decay_ids, &self.plain_ids);
+        let work: Vec<(LabModel<B>, &Batch)> = slices.iter().map(|b| (model.clone(), b)).collect();
+        let one = move |(local, slice): (LabModel<B>, &Batch)| -> Result<LossGrads> {
+            let local = local.map(&mut FreshLeaves);
+            let logits = local.logits(
+                ids::<B>(&slice.inputs, slice.rows, slice.time, device),
+                mode,
+            )?;
+            let (picked, sum, _) = masked_log_probs(logits, slice);
+            if !sum.is_finite() {
+                return Ok((sum, None));
+            }
+            let mut grads = picked.sum().neg().div_scalar(denom).backward();
+            let g_decay = GradientsParams::from_params(&mut grads, &local, decay_ids);
+            let g_plain = GradientsParams::from_params(&mut grads, &local, plain_ids);
+            Ok((sum, Some((g_decay, g_plain))))
+        };
+        // results come back in slice order, whichever thread ran which slice
+        let results: Vec<Result<LossGrads>> = match self.pool() {
+            Some(pool) => pool.install(|| work.into_par_iter().map(one).collect()),
+            None => work.into_iter().map(one).collect(),
+        };
+        let mut sum = 0.0f64;
+        let mut acc_decay = GradientsAccumulator::<LabModel<B>>::new();
+        let mut acc_plain = GradientsAccumulator::<LabModel<B>>::new();
+        let mut complete = true;
+        // summed in slice order: the same every run
+        for r in results {
+            let (s, grads) = r?;
+            sum += s;
+            match grads {
+                Some((d, p)) => {
+                    acc_decay.accumulate(model, d);
+                    acc_plain.accumulate(model, p);
+                }
+                None => complete = false,
+            }
+        }
+        let loss_value = -sum / denom;
+        if !complete || !loss_value.is_finite() {
+            return Ok((loss_value, None));
+        }
+        Ok((loss_value, Some((acc_decay.grads(), acc_plain.grads()))))
     }
 }
 

@@ -171,17 +171,50 @@ fn one_training_step_lowers_the_loss_on_a_fixed_batch() {
     }
 }
 
-#[test]
-fn same_seed_same_losses_and_resume_reproduces_an_uninterrupted_run() {
+/// How closely a rerun must match: bit for bit (flex), or within [`RERUN_TOL`] (ndarray).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Rerun {
+    Identical,
+    WithinTol,
+}
+
+fn assert_rerun_points(a: &[EvalPoint], b: &[EvalPoint], how: Rerun, what: &str) {
+    match how {
+        Rerun::Identical => {
+            let key = |p: &[EvalPoint]| p.iter().map(exact).collect::<Vec<_>>();
+            assert_eq!(key(a), key(b), "{what}: not bit-identical");
+        }
+        Rerun::WithinTol => assert_same_points(a, b, what),
+    }
+}
+
+fn assert_rerun_losses(a: &[f64], b: &[f64], how: Rerun, what: &str) {
+    match how {
+        Rerun::Identical => assert_eq!(a, b, "{what}: not bit-identical"),
+        Rerun::WithinTol => assert_same_losses(a, b, what),
+    }
+}
+
+/// Same seed, same records; a run interrupted after step 5 and resumed from its step-4
+/// checkpoint records what the uninterrupted run recorded.
+fn resume_reproduces_an_uninterrupted_run<A>(micro_batches: usize, how: Rerun)
+where
+    A: burn::tensor::backend::AutodiffBackend + rwkv::WkvBackend,
+    A::InnerBackend: rwkv::WkvBackend,
+{
     let device = Default::default();
     let task = corpus().load(32).unwrap();
     let base = RwkvConfig::rwkv4(256, 16, 2);
     for name in ["full", "transformer"] {
+        let what = format!("{name}, {micro_batches} micro-batches");
         let arch = variant_arch(name, &base, 32).unwrap();
-        let cfg = tiny_cfg(32);
+        let cfg = TrainConfig {
+            micro_batches,
+            ..tiny_cfg(32)
+        };
         let dir = tempfile::tempdir().unwrap();
         let mut whole = Rec::default();
-        let out = train::<B>(
+        let out = train::<A>(
             &arch,
             &task,
             &cfg,
@@ -198,7 +231,7 @@ fn same_seed_same_losses_and_resume_reproduces_an_uninterrupted_run() {
         );
         // same config and seed: identical losses
         let mut again = Rec::default();
-        train::<B>(
+        train::<A>(
             &arch,
             &task,
             &cfg,
@@ -208,7 +241,18 @@ fn same_seed_same_losses_and_resume_reproduces_an_uninterrupted_run() {
             &mut again,
         )
         .unwrap();
-        assert_same_losses(&whole.losses, &again.losses, &format!("{name}: same seed"));
+        assert_rerun_losses(
+            &whole.losses,
+            &again.losses,
+            how,
+            &format!("{what}: same seed"),
+        );
+        assert_rerun_points(
+            &whole.points,
+            &again.points,
+            how,
+            &format!("{what}: same seed"),
+        );
 
         // interrupted after step 5: the last checkpoint is step 4
         let ck = dir.path().join("c");
@@ -216,24 +260,120 @@ fn same_seed_same_losses_and_resume_reproduces_an_uninterrupted_run() {
             stop_at: Some(5),
             ..Rec::default()
         };
-        let out = train::<B>(&arch, &task, &cfg, &ck, true, &device, &mut first).unwrap();
+        let out = train::<A>(&arch, &task, &cfg, &ck, true, &device, &mut first).unwrap();
         assert_eq!(out, Outcome::Interrupted { step: 4 });
         let mut second = Rec::default();
-        let out = train::<B>(&arch, &task, &cfg, &ck, true, &device, &mut second).unwrap();
+        let out = train::<A>(&arch, &task, &cfg, &ck, true, &device, &mut second).unwrap();
         assert_eq!(out, Outcome::Finished);
         assert_eq!(second.points.first().map(|p| p.step), Some(6));
         let resumed: Vec<_> = first.points.iter().chain(&second.points).cloned().collect();
-        assert_same_points(&resumed, &whole.points, &format!("{name}: resume"));
+        assert_rerun_points(&resumed, &whole.points, how, &format!("{what}: resume"));
+        assert_eq!(second.losses.len(), 4);
+        if how == Rerun::Identical {
+            assert_eq!(second.losses, whole.losses[4..], "{what}: resumed losses");
+        }
         for (x, y) in second.losses.iter().zip(&whole.losses[4..]) {
             assert!(
                 (x - y).abs() <= RERUN_TOL * y.abs(),
-                "{name}: resumed losses differ"
+                "{what}: resumed losses differ"
             );
         }
-        assert_eq!(second.losses.len(), 4);
         // the train losses are real and decrease
         assert!(whole.points[3].train_loss < whole.points[0].train_loss);
         assert!(whole.points.iter().all(|p| p.tokens_per_s > 0.0));
+    }
+}
+
+/// flex (the CLI's training backend) reruns bit for bit, with micro-batches on threads too:
+/// resume is exact.
+#[test]
+fn flex_reruns_and_resumes_bit_identically() {
+    resume_reproduces_an_uninterrupted_run::<Autodiff<burn::backend::Flex>>(1, Rerun::Identical);
+    resume_reproduces_an_uninterrupted_run::<Autodiff<burn::backend::Flex>>(3, Rerun::Identical);
+}
+
+/// ndarray's f32 reductions are not bit-reproducible (see [`RERUN_TOL`]): within 1e-5.
+#[test]
+fn same_seed_same_losses_and_resume_reproduces_an_uninterrupted_run() {
+    resume_reproduces_an_uninterrupted_run::<B>(1, Rerun::WithinTol);
+}
+
+/// One gradient per parameter, in module order, on the host.
+fn grad_vectors<A: burn::tensor::backend::AutodiffBackend>(
+    model: &LabModel<A>,
+    grads: &(lab_train::GradientsParams, lab_train::GradientsParams),
+) -> Vec<(String, Vec<f64>)> {
+    param_groups::<A, _>(model)
+        .into_iter()
+        .map(|g| {
+            let from = if g.decay { &grads.0 } else { &grads.1 };
+            let data = match g.rank {
+                1 => from.get::<A::InnerBackend, 1>(g.id).map(|t| t.into_data()),
+                2 => from.get::<A::InnerBackend, 2>(g.id).map(|t| t.into_data()),
+                3 => from.get::<A::InnerBackend, 3>(g.id).map(|t| t.into_data()),
+                r => panic!("rank {r}"),
+            };
+            let v = data
+                .map(|d| d.convert::<f64>().into_vec::<f64>().unwrap())
+                .unwrap_or_default();
+            (g.path, v)
+        })
+        .collect()
+}
+
+/// The micro-batched step computes the whole batch's gradient: slices of 3 and 2 rows, and of
+/// one row each, against one graph, with ignored targets (MQAR-like) so that a slice's loss
+/// must be divided by the whole batch's count of counted positions.
+#[test]
+fn micro_batches_sum_to_the_whole_batch_gradient() {
+    type F = Autodiff<burn::backend::Flex>;
+    let device = Default::default();
+    let base = RwkvConfig::rwkv4(32, 16, 2);
+    let mut batch = random_batch(32, 5, 12, 4);
+    // rows 0-2 count a few positions, rows 3-4 all: slices differ in their counts
+    for (i, t) in batch.targets.iter_mut().enumerate() {
+        if i < 36 && i % 5 != 0 {
+            *t = lab_train::IGNORE;
+        }
+    }
+    for name in ["full", "transformer"] {
+        let arch = variant_arch(name, &base, 12).unwrap();
+        let cfg = TrainConfig {
+            batch: 5,
+            ..tiny_cfg(12)
+        };
+        let model = LabModel::<F>::init(&arch, 3, &device).unwrap();
+        let whole = Stepper::new(model.clone(), &cfg);
+        let (loss, grads) = whole.gradients(&batch, &device).unwrap();
+        let reference = grad_vectors(&model, &grads.unwrap());
+        for micro_batches in [2, 5] {
+            let sliced = Stepper::new(
+                model.clone(),
+                &TrainConfig {
+                    micro_batches,
+                    ..cfg.clone()
+                },
+            );
+            let (l, g) = sliced.gradients(&batch, &device).unwrap();
+            assert!(
+                (l - loss).abs() <= 1e-6 * loss.abs(),
+                "{name}, {micro_batches} micro-batches: loss {l} vs {loss}"
+            );
+            let got = grad_vectors(&model, &g.unwrap());
+            assert_eq!(got.len(), reference.len());
+            for ((path, a), (_, b)) in got.iter().zip(&reference) {
+                assert_eq!(a.len(), b.len(), "{name} {path}: no gradient");
+                let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+                let err = a
+                    .iter()
+                    .zip(b)
+                    .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+                assert!(
+                    err <= 1e-5 * scale + 1e-8,
+                    "{name}, {micro_batches} micro-batches, {path}: error {err:e} at scale {scale:e}"
+                );
+            }
+        }
     }
 }
 

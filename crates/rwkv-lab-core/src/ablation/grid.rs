@@ -10,6 +10,7 @@
 //! a share of every variant, and the shards together cover the grid exactly once.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use lab_records::{GridRun, RunKey};
@@ -242,6 +243,10 @@ pub fn grid(spec: &AblationSpec) -> Result<Vec<RunPlan>, String> {
                     eval_batches: t.eval_batches.get(),
                     seed,
                     wkv_mode: t.wkv.0,
+                    micro_batches: t.micro_batches.map_or(
+                        super::spec::DEFAULT_MICRO_BATCHES.min(t.batch.get()),
+                        NonZeroUsize::get,
+                    ),
                 };
                 let setting = s.label();
                 let id = run_id(v.label(), &setting, seed);
