@@ -1,8 +1,8 @@
 //! Training throughput of RWKV (and the matched transformer) on this machine's CPU.
 //!
-//! `cargo run --release -p lab-train --example bench_train [--features flex] [-- STEPS [MODE [ARCHS [WIDTHS]]]]`
+//! `cargo run --release -p lab-train --features flex --example bench_train [-- STEPS [MODE [ARCHS [WIDTHS]]]]`
 //!
-//! Environment: `BENCH_BACKEND=flex` (needs `--features flex`; default ndarray),
+//! Environment: `BENCH_BACKEND=flex` (default ndarray; the example needs `--features flex`),
 //! `BENCH_MICRO_BATCHES=M` (row slices per step, each on its own thread; default 1, the
 //! CLI's default is 4), `MIMALLOC_PURGE_DELAY=-1` to match the CLI's allocator setting.
 //!
@@ -17,7 +17,6 @@ use rwkv::{RwkvConfig, WkvMode};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type B = Autodiff<NdArray<f32>>;
-#[cfg(feature = "flex")]
 type F = Autodiff<burn::backend::Flex>;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -58,14 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ..TrainConfig::default()
             };
             let r = if flex {
-                #[cfg(feature = "flex")]
-                {
-                    bench::<F>(&arch, &cfg, 1, steps, &Default::default())?
-                }
-                #[cfg(not(feature = "flex"))]
-                {
-                    return Err("BENCH_BACKEND=flex needs --features flex".into());
-                }
+                bench::<F>(&arch, &cfg, 1, steps, &Default::default())?
             } else {
                 bench::<B>(&arch, &cfg, 1, steps, &Default::default())?
             };
