@@ -101,7 +101,8 @@ fn keep_freed_pages() {
     unsafe extern "C" {
         fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    /// `mi_option_purge_delay` in mimalloc v2's `mi_option_e` (libmimalloc-sys 0.1.49 builds v2).
+    /// `mi_option_purge_delay` in `mi_option_e`: 15 in mimalloc v3, which libmimalloc-sys
+    /// 0.1.49 builds by default (its symbols, `mi_theap_*`, are what `perf` shows), as in v2.
     const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
     // SAFETY: `mi_option_set` is mimalloc's public C API, linked in with the global
     // allocator; it stores an option value and is safe to call at any time.
