@@ -335,6 +335,8 @@ fn tiny_study_end_to_end_and_resume_equals_uninterrupted() {
         .unwrap()
         .unwrap();
     assert!(meta.finished.is_empty());
+    // the resolved plan records the micro-batches the runs trained with (the default here)
+    assert!(meta.spec.contains("micro_batches: 4"), "{}", meta.spec);
     let second = run(&spec, &parts, None, true, Some(5));
     assert!(second.interrupted);
     let third = run(&spec, &parts, None, true, None);

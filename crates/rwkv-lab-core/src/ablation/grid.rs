@@ -10,7 +10,6 @@
 //! a share of every variant, and the shards together cover the grid exactly once.
 
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::str::FromStr;
 
 use lab_records::{GridRun, RunKey};
@@ -243,10 +242,7 @@ pub fn grid(spec: &AblationSpec) -> Result<Vec<RunPlan>, String> {
                     eval_batches: t.eval_batches.get(),
                     seed,
                     wkv_mode: t.wkv.0,
-                    micro_batches: t.micro_batches.map_or(
-                        super::spec::DEFAULT_MICRO_BATCHES.min(t.batch.get()),
-                        NonZeroUsize::get,
-                    ),
+                    micro_batches: t.resolved_micro_batches().get(),
                 };
                 let setting = s.label();
                 let id = run_id(v.label(), &setting, seed);

@@ -141,10 +141,13 @@ struct Plan<'a> {
 
 /// The resolved plan of `spec` (and `shard`) as `meta.json` keeps it.
 pub fn plan_yaml(spec: &AblationSpec, plans: &[RunPlan], shard: Option<Shard>) -> String {
+    // the micro-batches are recorded as trained, also where the spec left them to the default
+    let mut spec = spec.clone();
+    spec.train.micro_batches = Some(spec.train.resolved_micro_batches());
     let plan = Plan {
         shard: shard.map(|s| s.to_string()),
         grid: plans.iter().map(|p| &p.grid).collect(),
-        spec,
+        spec: &spec,
     };
     serde_yaml::to_string(&plan).unwrap_or_else(|e| format!("# not serialisable: {e}\n"))
 }

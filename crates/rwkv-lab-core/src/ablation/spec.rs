@@ -172,6 +172,16 @@ pub struct TrainSpec {
     pub micro_batches: Option<NonZeroUsize>,
 }
 
+impl TrainSpec {
+    /// The micro-batches every run trains with: the spec's, or [`DEFAULT_MICRO_BATCHES`]
+    /// (at most `batch`).
+    pub fn resolved_micro_batches(&self) -> NonZeroUsize {
+        self.micro_batches.unwrap_or_else(|| {
+            NonZeroUsize::new(DEFAULT_MICRO_BATCHES.min(self.batch.get())).unwrap_or(self.batch)
+        })
+    }
+}
+
 /// Micro-batches of a training step when the spec does not say: the fastest on the 2-core
 /// development machine (flex and ndarray; 1.6–1.7x one graph's tokens/s at d_model 128 and
 /// 256), and enough slices for 4 cores.
