@@ -467,7 +467,8 @@ pub struct Stepper<B: AutodiffBackend> {
     micro_batches: usize,
     /// The micro-batches' threads, one per slice, started once: threads started afresh
     /// every step got fresh allocator heaps whose pages the kernel had to fault in and zero
-    /// (30% of a d_model-256 step in `clear_page_erms`).
+    /// (30% of a d_model-256 step in `clear_page_erms`). None with one micro-batch, or if the
+    /// system refused threads: the slices then run one after the other, with the same result.
     pool: Option<rayon::ThreadPool>,
 }
 
@@ -525,19 +526,6 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
         self.loss_grads(self.model(), batch, device)
     }
 
-    fn loss_grads(
-        &self,
-        model: &LabModel<B>,
-        batch: &Batch,
-        device: &B::Device,
-    ) -> Result<LossGrads> {
-        if self.micro_batches <= 1 || batch.rows <= 1 {
-            self.whole(model, batch, device)
-        } else {
-            self.sliced(model, batch, device)
-        }
-    }
-
     /// One step at learning rate `lr`; returns the batch's loss. A non-finite loss is
     /// returned without stepping.
     ///
@@ -566,31 +554,14 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
         Ok(loss_value)
     }
 
-    /// The whole batch in one graph: the batch's mean loss and its gradients.
-    fn whole(&self, model: &LabModel<B>, batch: &Batch, device: &B::Device) -> Result<LossGrads> {
-        let logits = model.logits(
-            ids::<B>(&batch.inputs, batch.rows, batch.time, device),
-            self.mode,
-        )?;
-        // reading the values waits for the device: timings cover the real work
-        let (loss, loss_value, _) = masked_cross_entropy(logits, batch);
-        if !loss_value.is_finite() {
-            return Ok((loss_value, None));
-        }
-        let mut grads = loss.backward();
-        let g_decay = GradientsParams::from_params(&mut grads, model, &self.decay_ids);
-        let g_plain = GradientsParams::from_params(&mut grads, model, &self.plain_ids);
-        Ok((loss_value, Some((g_decay, g_plain))))
-    }
-
-    /// The worker threads of the micro-batches (None if the system refused threads: the
-    /// slices then run one after the other, with the same result).
-    fn pool(&self) -> Option<&rayon::ThreadPool> {
-        self.pool.as_ref()
-    }
-
-    /// The batch in `micro_batches` row slices, one thread each; see [`Stepper`].
-    fn sliced(&self, model: &LabModel<B>, batch: &Batch, device: &B::Device) -> Result<LossGrads> {
+    /// The batch's mean loss and its gradients, through `micro_batches` row slices, each on
+    /// a thread of the pool (one slice: on this thread); see [`Stepper`].
+    fn loss_grads(
+        &self,
+        model: &LabModel<B>,
+        batch: &Batch,
+        device: &B::Device,
+    ) -> Result<LossGrads> {
         let slices = batch.row_slices(self.micro_batches);
         let count = batch.targets.iter().filter(|&&x| x >= 0).count();
         let denom = count.max(1) as f64;
@@ -602,6 +573,7 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
                 ids::<B>(&slice.inputs, slice.rows, slice.time, device),
                 mode,
             )?;
+            // reading the values waits for the device: timings cover the real work
             let (picked, sum, _) = masked_log_probs(logits, slice);
             if !sum.is_finite() {
                 return Ok((sum, None));
@@ -612,9 +584,11 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
             Ok((sum, Some((g_decay, g_plain))))
         };
         // results come back in slice order, whichever thread ran which slice
-        let results: Vec<Result<LossGrads>> = match self.pool() {
-            Some(pool) => pool.install(|| work.into_par_iter().map(one).collect()),
-            None => work.into_iter().map(one).collect(),
+        let results: Vec<Result<LossGrads>> = match &self.pool {
+            Some(pool) if work.len() > 1 => {
+                pool.install(|| work.into_par_iter().map(one).collect())
+            }
+            _ => work.into_iter().map(one).collect(),
         };
         let mut sum = 0.0f64;
         let mut acc_decay = GradientsAccumulator::<LabModel<B>>::new();
