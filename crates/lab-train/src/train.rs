@@ -536,16 +536,16 @@ impl<B: AutodiffBackend + WkvBackend> Stepper<B> {
             .model
             .take()
             .expect("the model is only taken inside `step`");
-        let computed = self.loss_grads(&model, batch, device);
-        let (loss_value, grads) = match computed {
+        let (loss_value, grads) = match self.loss_grads(&model, batch, device) {
             Ok(c) => c,
             Err(e) => {
                 self.model = Some(model);
                 return Err(e);
             }
         };
+        // no gradients when the loss was not finite (`loss_grads` runs no backward then)
         match grads {
-            Some((g_decay, g_plain)) if loss_value.is_finite() => {
+            Some((g_decay, g_plain)) => {
                 let model = self.opt_decay.step(lr, model, g_decay);
                 self.model = Some(self.opt_plain.step(lr, model, g_plain));
             }
