@@ -5,16 +5,18 @@
 # writes everything under one output folder:
 #   system.txt        nvidia-smi, the bundle's git revision, the Vulkan driver used
 #   verify-<b>.txt    `verify --random` on cuda and on wgpu (batch 1 and 2), every
-#                     formulation against the float64 CPU recurrence
+#                     formulation against the float64 CPU recurrence; on cuda also with
+#                     `--matmul fast` (TF32 products, judged with TF32's unit roundoff)
 #   tests.txt         the wgpu test suite (crates/rwkv-gpu-tests), including the ignored
 #                     reproductions of the defects lavapipe shows, to learn whether a real
 #                     GPU shares them
 #   scaling-cuda/     the quick scaling study on cuda (records.csv, summary.md, plots)
 #   bench-wkv-<b>.txt the WKV formulations against each other on each GPU backend
-#   backends/         `compare-backends --backends ndarray,cuda,wgpu` (experiments/backends.yaml:
+#   backends/         `compare-backends --backends ndarray,cuda,cuda:tf32,wgpu` (experiments/backends.yaml:
 #                     the 169M shape; prefill per formulation and T, decode, output differences)
+#   peers-torch.md    the PyTorch peers of the targets (scripts/bench_gpu_torch.py), same run
 #   summary.md        one line per step: what ran, how long, exit status
-# Every step has its own time limit (together 475 s) so that the whole run stays within 8
+# Every step has its own time limit (together 490 s) so that the whole run stays within 8
 # minutes on one H100/H200; a step that fails or times out is recorded and the next one runs.
 #
 # Usage: scripts/gpu-check.sh --bundle DIR --out OUT
@@ -31,14 +33,30 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$out" ] || { echo "error: --out OUT is required" >&2; exit 2; }
-[ -x "$bundle/rwkv-lab" ] || { echo "error: $bundle/rwkv-lab missing: run scripts/gpu-bundle.sh first" >&2; exit 2; }
+[ -x "$bundle/rwkv-lab" ] || [ -f "$bundle/rwkv-lab.xz" ] ||
+  { echo "error: $bundle/rwkv-lab(.xz) missing: run scripts/gpu-bundle.sh first" >&2; exit 2; }
 if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then
   echo "error: $out exists and is not empty; choose a new folder (nothing is overwritten)" >&2
   exit 2
 fi
 mkdir -p "$out"
-bin=$(realpath "$bundle/rwkv-lab")
-tests=$(realpath "$bundle/rwkv-gpu-tests" 2>/dev/null || true)
+# the bundle's binaries, decompressed where gpu-bundle.sh compressed them
+unpacked=$(mktemp -d)
+unpack() {
+  if [ -x "$bundle/$1" ]; then
+    realpath "$bundle/$1"
+  elif [ -f "$bundle/$1.xz" ]; then
+    if command -v xz >/dev/null; then
+      xz -dc "$bundle/$1.xz" >"$unpacked/$1"
+    else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$bundle/$1.xz" "$unpacked/$1"
+    fi && chmod +x "$unpacked/$1" && echo "$unpacked/$1"
+  fi
+}
+bin=$(unpack rwkv-lab)
+[ -x "$bin" ] || { echo "error: could not decompress $bundle/rwkv-lab.xz" >&2; exit 2; }
+tests=$(unpack rwkv-gpu-tests)
 summary="$out/summary.md"
 start_all=$(date +%s)
 
@@ -53,6 +71,16 @@ if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 && [ -d "$bundle/debs" ]; 
   ldconfig 2>/dev/null || true
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
+
+# CubeCL compiles every kernel at its first use and autotunes each matrix product (on CUDA
+# about a second per candidate kernel: the first run of 2026-11-29 spent its whole 30 s of
+# `verify --backend cuda` there). Each step is a new process, so keep both the compiled
+# kernels and the autotune results on disk for the steps after the first: CubeCL reads
+# `cubecl.toml` from the working directory (removed at exit unless it was there before).
+if [ ! -e cubecl.toml ]; then
+  printf '# written by scripts/gpu-check.sh for its run\n[compilation]\ncache = "target"\n[autotune]\ncache = "target"\n' >cubecl.toml
+  trap 'rm -f cubecl.toml' EXIT
+fi
 
 {
   echo "# system"
@@ -93,20 +121,22 @@ step() {
 }
 
 step "verify cuda, batch 1" 30 verify-cuda-b1.txt "$bin" verify --random --backend cuda --batch 1
+step "verify cuda, batch 1, TF32 products (--matmul fast)" 30 verify-cuda-b1-tf32.txt "$bin" verify --random \
+  --backend cuda --batch 1 --matmul fast
 step "verify cuda, batch 2" 30 verify-cuda-b2.txt "$bin" verify --random --backend cuda --batch 2
 step "verify wgpu, batch 1" 30 verify-wgpu-b1.txt "$bin" verify --random --backend wgpu --batch 1
 step "verify wgpu, batch 2" 30 verify-wgpu-b2.txt "$bin" verify --random --backend wgpu --batch 2
 if [ -x "$tests" ]; then
-  step "GPU test suite (wgpu)" 80 tests.txt "$tests" --include-ignored --test-threads 1
+  step "GPU test suite (wgpu)" 60 tests.txt "$tests" --include-ignored --test-threads 1
 else
   echo "| GPU test suite | 0 | skipped: no test binary in the bundle | |" >>"$summary"
 fi
 # the device scan against the per-step recurrence at B = 1, C = 768 (target: >= 20x at T = 4096)
-step "bench-wkv cuda" 40 bench-wkv-cuda.txt "$bin" bench-wkv --backend cuda --channels 768 \
+step "bench-wkv cuda" 30 bench-wkv-cuda.txt "$bin" bench-wkv --backend cuda --channels 768 \
   --seq-lens 1024,4096 --modes recurrent,scan,chunked:64 --repeats 3
-step "bench-wkv wgpu" 40 bench-wkv-wgpu.txt "$bin" bench-wkv --backend wgpu --channels 768 \
+step "bench-wkv wgpu" 30 bench-wkv-wgpu.txt "$bin" bench-wkv --backend wgpu --channels 768 \
   --seq-lens 1024,4096 --modes recurrent,scan,chunked:64 --repeats 3
-step "quick scaling study, cuda" 75 scaling-cuda.txt "$bin" scale --config experiments/scaling.yaml --quick \
+step "quick scaling study, cuda" 60 scaling-cuda.txt "$bin" scale --config experiments/scaling.yaml --quick \
   --backend cuda --out "$out/scaling-cuda"
 # the same weights and tokens on the CPU and both GPU backends (items 4 and 7 of issue 8);
 # rows are flushed as they are measured, so a timeout keeps them: the report is re-rendered
@@ -114,10 +144,27 @@ step "quick scaling study, cuda" 75 scaling-cuda.txt "$bin" scale --config exper
 # model at T = 1024 alone takes about a minute on the CPU): the GPUs run every T, and their
 # outputs are compared with the CPU's up to T = 256 and with each other's timings beyond.
 sed 's/^  cpu_max_seq_len: .*/  cpu_max_seq_len: 256/' experiments/backends.yaml >"$out/backends.yaml"
-step "compare-backends ndarray,cuda,wgpu" 120 backends.txt "$bin" compare-backends \
-  --backends ndarray,cuda,wgpu --config "$out/backends.yaml" --out "$out/backends"
+step "compare-backends ndarray,cuda,cuda:tf32,wgpu" 120 backends.txt "$bin" compare-backends \
+  --backends ndarray,cuda,cuda:tf32,wgpu --config "$out/backends.yaml" --out "$out/backends"
 if [ -f "$out/backends/records.csv" ] && [ ! -f "$out/backends/summary.md" ]; then
   "$bin" report "$out/backends" >>"$out/backends.txt" 2>&1 || true
+fi
+
+# The PyTorch peers of the targets, in the same run (decode: BlinkDL's runtime on a random
+# checkpoint of the 169M shape; prefill: GPT-2 of that shape with SDPA; f32 vs TF32
+# products). Needs python3 with torch (the lent machines' image has it) and, for the decode
+# row, the bundle's `rwkv` wheel (pure Python).
+if python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  site=$(mktemp -d)
+  for w in "$bundle"/wheels/*.whl; do
+    [ -f "$w" ] && python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" "$w" >/dev/null 2>&1
+  done
+  pth=$(mktemp -d)/rwkv-169m-random.pth
+  step "PyTorch peers (decode, prefill, f32/TF32 products)" 70 peers-torch.md bash -c \
+    "PYTHONPATH=$site python3 scripts/make_random_blinkdl.py $pth >/dev/null && \
+     PYTHONPATH=$site python3 scripts/bench_gpu_torch.py --pth $pth"
+else
+  echo "| PyTorch peers | 0 | skipped: no python3 with torch and CUDA | |" >>"$summary"
 fi
 
 echo >>"$summary"

@@ -14,6 +14,7 @@ use rwkv_lab_core::compare::{self, BackendRun, CompareSpec, Outputs, Progress};
 use rwkv_lab_core::estimate::DeviceLimits;
 
 use crate::backend::{BackendKind, Dtype, Job, Metered, dispatch, ensure_available};
+use rwkv::MatmulPrecision;
 use crate::util::memory_budget;
 
 /// One backend of the comparison: `BACKEND[:DTYPE]`.
@@ -21,30 +22,56 @@ use crate::util::memory_budget;
 pub struct Choice {
     pub kind: BackendKind,
     pub dtype: Dtype,
+    /// `cuda:tf32`: the model's products in [`MatmulPrecision::Fast`] (TF32 tensor cores).
+    pub matmul: MatmulPrecision,
 }
 
 impl Choice {
+    /// The dtype as recorded: `tf32` for `cuda:tf32`.
+    fn dtype_name(self) -> &'static str {
+        match self.matmul {
+            MatmulPrecision::Fast => "tf32",
+            MatmulPrecision::F32 => self.dtype.name(),
+        }
+    }
+
     fn label(self) -> String {
-        lab_records::backend_label(self.kind.name(), self.dtype.name())
+        lab_records::backend_label(self.kind.name(), self.dtype_name())
     }
 }
 
-/// clap value parser of `BACKEND[:DTYPE]` (`ndarray`, `ndarray:f64`, `cuda`).
+/// clap value parser of `BACKEND[:DTYPE]` (`ndarray`, `ndarray:f64`, `cuda`, `cuda:tf32`).
 fn parse_choice(s: &str) -> Result<Choice, String> {
     let (name, dtype) = match s.trim().split_once(':') {
         Some((n, d)) => (n, Some(d)),
         None => (s.trim(), None),
     };
     let kind = BackendKind::from_str(name, true).map_err(|_| {
-        format!("`{name}` is not a backend (ndarray, flex, wgpu, cuda; with :f64 for ndarray in float64)")
+        format!(
+            "`{name}` is not a backend (ndarray, flex, wgpu, cuda; with :f64 for ndarray in \
+             float64, :tf32 for cuda's TF32 products)"
+        )
     })?;
-    let dtype = match dtype {
-        None => Dtype::F32,
-        Some(d) => {
-            Dtype::from_str(d, true).map_err(|_| format!("`{d}` is not a dtype (f32, f64)"))?
+    let (dtype, matmul) = match dtype {
+        None => (Dtype::F32, MatmulPrecision::F32),
+        Some(d) if d.eq_ignore_ascii_case("tf32") => {
+            if kind != BackendKind::Cuda {
+                return Err(format!(
+                    "`{name}:tf32`: only cuda has TF32 products (the others always compute in f32)"
+                ));
+            }
+            (Dtype::F32, MatmulPrecision::Fast)
         }
+        Some(d) => (
+            Dtype::from_str(d, true).map_err(|_| format!("`{d}` is not a dtype (f32, f64, tf32)"))?,
+            MatmulPrecision::F32,
+        ),
     };
-    Ok(Choice { kind, dtype })
+    Ok(Choice {
+        kind,
+        dtype,
+        matmul,
+    })
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +127,7 @@ fn default_backends() -> Vec<Choice> {
         .map(|kind| Choice {
             kind,
             dtype: Dtype::F32,
+            matmul: MatmulPrecision::F32,
         })
         .collect()
 }
@@ -275,7 +303,7 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             spec: &spec,
             run: BackendRun {
                 backend: c.kind.name().into(),
-                dtype: c.dtype.name().into(),
+                dtype: c.dtype_name().into(),
                 cpu,
                 limits: DeviceLimits::budget(budget),
                 reference: labels[0].clone(),
@@ -285,7 +313,10 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             bar: &bar,
             sink: &mut |row| run.write(row),
         };
-        match dispatch(c.kind, c.dtype, job) {
+        rwkv::set_matmul_precision(c.matmul);
+        let outcome = dispatch(c.kind, c.dtype, job);
+        rwkv::set_matmul_precision(MatmulPrecision::F32);
+        match outcome {
             Ok(done) => {
                 devices.push(done.device);
                 if reference.is_none() {
@@ -327,10 +358,14 @@ mod tests {
             parse_choice("ndarray:f64"),
             Ok(Choice {
                 kind: BackendKind::Ndarray,
-                dtype: Dtype::F64
+                dtype: Dtype::F64,
+                matmul: MatmulPrecision::F32,
             })
         );
         assert_eq!(parse_choice("cuda").unwrap().label(), "cuda");
+        let fast = parse_choice("cuda:tf32").unwrap();
+        assert_eq!((fast.label(), fast.matmul), ("cuda:tf32".into(), MatmulPrecision::Fast));
+        assert!(parse_choice("wgpu:tf32").unwrap_err().contains("only cuda"));
         assert!(parse_choice("tpu").unwrap_err().contains("not a backend"));
         assert!(
             parse_choice("ndarray:f16")

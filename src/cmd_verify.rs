@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use rwkv::verify::{EPS_F32, EPS_F64, Status};
+use rwkv::verify::{EPS_F32, EPS_F64, EPS_TF32, Status};
 use rwkv_checkpoint::{load, load_reference};
 use rwkv_lab_core::verify::{
     Inputs, RandomModel, TokenChoice, VerifyOptions, VerifyReport, show_bytes, verify_checkpoint,
@@ -329,7 +329,7 @@ fn print_table(r: &VerifyReport) {
         ),
     }
     println!(
-        "V={} C={} L={} F={} ({} parameters); tokens B={} T={}; {} on {}; chunk length {}",
+        "V={} C={} L={} F={} ({} parameters); tokens B={} T={}; {} on {} (matrix products in {}); chunk length {}",
         m.vocab_size,
         m.d_model,
         m.n_layers,
@@ -339,6 +339,7 @@ fn print_table(r: &VerifyReport) {
         r.seq_len,
         r.dtype,
         r.backend,
+        r.matmul,
         r.chunk_len
     );
     if let Some(f) = &r.reference {
@@ -364,7 +365,7 @@ fn print_table(r: &VerifyReport) {
         );
     } else {
         println!(
-            "tolerances: tol = (F_a·ε_a·g_a + F_b·ε_b·g_b)·K per comparison; ε = {EPS_F32:.2e} (f32), {EPS_F64:.2e} (f64); g = T^¾ = {:.1} (recurrent), T^¼ = {:.1} (block); rel_rms <= tol and max_abs <= tol·max(1, max|ref|)",
+            "tolerances: tol = (F_a·ε_a·g_a + F_b·ε_b·g_b)·K per comparison; ε = {EPS_F32:.2e} (f32), {EPS_F64:.2e} (f64), {EPS_TF32:.2e} (TF32 products, --matmul fast on CUDA); g = T^¾ = {:.1} (recurrent), T^¼ = {:.1} (block); rel_rms <= tol and max_abs <= tol·max(1, max|ref|)",
             (c.time as f64).powf(0.75),
             (c.time as f64).powf(0.25),
         );

@@ -46,6 +46,19 @@ Examples:
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Precision of the model's matrix products where the device would round f32 to TF32
+    /// (CUDA on A100/H100/H200): `f32` keeps full f32 (the default; verify's tolerances
+    /// assume it), `fast` lets CUDA use TF32 tensor cores (about 1e-3 relative error per
+    /// product, measured by `compare-backends --backends ...,cuda,cuda:tf32`). No effect
+    /// on the CPU backends and wgpu, which always compute in f32.
+    #[arg(long, global = true, value_enum, default_value_t = MatmulArg::F32)]
+    matmul: MatmulArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MatmulArg {
+    F32,
+    Fast,
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,6 +153,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> ExitCode {
+    rwkv::set_matmul_precision(match cli.matmul {
+        MatmulArg::F32 => rwkv::MatmulPrecision::F32,
+        MatmulArg::Fast => rwkv::MatmulPrecision::Fast,
+    });
     let result = match cli.command {
         Command::Verify(args) => cmd_verify::run(args).map(|pass| {
             if pass {

@@ -312,3 +312,105 @@ fn batched_single_row_linear_through_burn() {
         1e-5,
     );
 }
+
+/// The full-f32 products (docs/design.md §18): every kernel `rwkv::matmul::cube` may pick
+/// either declines the shape at set-up or stays within the classical f32 bound
+/// `|Δ_ij| <= k·ε·Σ_l |a_il|·|b_lj|` (ε = 2⁻²⁴) of the float64 product — a TF32 product
+/// (ε = 2⁻¹¹) would exceed it about 80-fold at k = 96 — and the tuned choice runs. On
+/// lavapipe, as on CUDA, only the kernels that use no tensor cores are candidates.
+#[test]
+fn f32_kernels_stay_within_the_f32_bound() {
+    use burn::backend::wgpu::{CubeBackend, WgpuRuntime};
+    use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+    use rwkv::matmul::cube::{f32_matmul, f32_strategies, matmul_with};
+    type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
+    let dev = Default::default();
+    let prim = |v: &[f64], shape: [usize; 2]| {
+        let data: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        Tensor::<Cube, 2>::from_data(TensorData::new(data, shape), &dev)
+            .into_primitive()
+            .tensor()
+    };
+    let host = |p| rwkv::verify::to_f64(Tensor::<Cube, 2>::from_primitive(TensorPrimitive::Float(p)));
+    let eps = rwkv::verify::EPS_F32;
+    for (i, &(m, k, n)) in [(1, 64, 200), (37, 70, 65), (128, 96, 256)].iter().enumerate() {
+        let mut r = lab_util::SplitMix64::new(40 + i as u64);
+        // operands rounded to f32 first, so the float64 product is of the same numbers
+        let a: Vec<f64> = r.fill(m * k, |r| r.range(-1.0, 1.0) as f32 as f64);
+        let b: Vec<f64> = r.fill(k * n, |r| r.range(-1.0, 1.0) as f32 as f64);
+        let (exact, bound): (Vec<f64>, Vec<f64>) = (0..m * n)
+            .map(|ij| {
+                let (row, col) = (ij / n, ij % n);
+                (0..k).fold((0.0, 0.0), |(s, g), l| {
+                    let (x, y) = (a[row * k + l], b[l * n + col]);
+                    (s + x * y, g + (x * y).abs())
+                })
+            })
+            .map(|(s, g)| (s, k as f64 * eps * g))
+            .unzip();
+        let check = |what: &str, got: &[f64]| {
+            assert_eq!(got.len(), m * n, "{what}: {m}x{k}x{n}");
+            for ij in 0..m * n {
+                let err = (got[ij] - exact[ij]).abs();
+                assert!(
+                    err <= bound[ij],
+                    "{what}, {m}x{k}x{n}, entry {ij}: error {err:e} > bound {:e}",
+                    bound[ij]
+                );
+            }
+        };
+        let mut ran = 0;
+        for strategy in f32_strategies() {
+            if let Ok(out) = matmul_with::<WgpuRuntime>(&strategy, prim(&a, [m, k]), prim(&b, [k, n])) {
+                check(&strategy.to_string(), &host(out));
+                ran += 1;
+            }
+        }
+        assert!(ran >= 2, "{m}x{k}x{n}: only {ran} kernels set up");
+        check("tuned", &host(f32_matmul::<WgpuRuntime>(prim(&a, [m, k]), prim(&b, [k, n]))));
+    }
+}
+
+/// The path CUDA takes under `--matmul f32`, forced on wgpu: the model's products as a
+/// custom operation of the fusion stream running the f32 kernels, and, under autodiff, a
+/// graph node whose backward uses them too. The model still equals ndarray (forward and
+/// RNN mode), and a product's gradients equal ndarray's. (The switch is process-wide;
+/// other tests running meanwhile take the same, equally exact, path.)
+#[test]
+fn f32_kernel_path_matches_ndarray_in_the_model_and_in_gradients() {
+    use burn::tensor::{Tensor, TensorData};
+    rwkv::matmul::set_f32_kernels_everywhere(true);
+    let case = Case {
+        seed: 7,
+        batch: 2,
+        time: 9,
+        vocab: 17,
+        c: 12,
+        layers: 2,
+        ffn: 20,
+        bits: 7,
+        with_state: true,
+    };
+    matches_ndarray(&case, f32_tolerance(&case));
+
+    fn grads<B: burn::tensor::backend::AutodiffBackend + rwkv::WkvBackend>() -> (Vec<f64>, Vec<f64>)
+    {
+        let dev = Default::default();
+        let mut r = lab_util::SplitMix64::new(9);
+        let x: Vec<f32> = r.fill(5 * 24, |r| r.range(-1.0, 1.0) as f32);
+        let w: Vec<f32> = r.fill(24 * 33, |r| r.range(-1.0, 1.0) as f32);
+        let x = Tensor::<B, 2>::from_data(TensorData::new(x, [5, 24]), &dev).require_grad();
+        let w = Tensor::<B, 2>::from_data(TensorData::new(w, [24, 33]), &dev).require_grad();
+        let y = rwkv::matmul::matmul(x.clone(), w.clone());
+        let g = (y.clone() * y).sum().backward();
+        (
+            rwkv::verify::to_f64(x.grad(&g).expect("x has a gradient")),
+            rwkv::verify::to_f64(w.grad(&g).expect("w has a gradient")),
+        )
+    }
+    let (gx, gw) = grads::<Autodiff<Dev>>();
+    let (hx, hw) = grads::<Autodiff<F32>>();
+    rwkv::matmul::set_f32_kernels_everywhere(false);
+    assert_close("∂x through the f32 kernels", &gx, &hx, 1e-5);
+    assert_close("∂w through the f32 kernels", &gw, &hw, 1e-5);
+}

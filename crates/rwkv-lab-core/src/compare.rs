@@ -694,7 +694,7 @@ impl<B: WkvBackend> Runner<'_, B> {
             self.spec.repeats,
             &crate::meter::NoMeter,
             || B::sync(self.device).map_err(|e| format!("device sync failed: {e:?}")),
-            || Ok::<_, String>(a.clone().matmul(b.clone())),
+            || Ok::<_, String>(rwkv::matmul::matmul(a.clone(), b.clone())),
         )?;
         Ok((timed.stats, rwkv::verify::to_f64(timed.last)))
     }

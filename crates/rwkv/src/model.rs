@@ -175,8 +175,8 @@ impl<B: WkvBackend> TimeMix<B> {
         let [_, _, channels] = z.dims();
         let on = self.variant.token_shift;
         let shifted = shift(&z, shift_state);
-        let k = lab_util::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
-        let v = lab_util::linear(&self.value, mix(on, &z, &shifted, &self.time_mix_v));
+        let k = crate::matmul::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
+        let v = crate::matmul::linear(&self.value, mix(on, &z, &shifted, &self.time_mix_v));
         let w = match self.variant.decay {
             Decay::Learned => self.time_decay.val().exp().neg(),
             Decay::Fixed => self.time_decay.val().detach().exp().neg(),
@@ -188,16 +188,16 @@ impl<B: WkvBackend> TimeMix<B> {
         };
         let (y, wkv_state) = wkv::wkv(mode, w, u, k, v, Some(wkv_state))?;
         let gated = if self.variant.receptance_gate {
-            let r = lab_util::linear(&self.receptance, mix(on, &z, &shifted, &self.time_mix_r));
+            let r = crate::matmul::linear(&self.receptance, mix(on, &z, &shifted, &self.time_mix_r));
             sigmoid(r) * y
         } else {
             y
         };
-        Ok((lab_util::linear(&self.output, gated), last(&z), wkv_state))
+        Ok((crate::matmul::linear(&self.output, gated), last(&z), wkv_state))
     }
 }
 
-impl<B: Backend> ChannelMix<B> {
+impl<B: WkvBackend> ChannelMix<B> {
     /// # Shapes
     /// - `z`: `[B, T, C]` (the LN2 output); `shift_state`: `[B, C]`; returns `[B, T, C]`
     pub fn forward(
@@ -207,16 +207,16 @@ impl<B: Backend> ChannelMix<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 2>) {
         let on = self.variant.token_shift;
         let shifted = shift(&z, shift_state);
-        let k = lab_util::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
+        let k = crate::matmul::linear(&self.key, mix(on, &z, &shifted, &self.time_mix_k));
         let hidden = match self.variant.ffn_activation {
             Activation::SquaredRelu => relu(k).square(),
             Activation::Relu => relu(k),
             Activation::Gelu => gelu(k),
             Activation::Silu => k.clone() * sigmoid(k),
         };
-        let kv = lab_util::linear(&self.value, hidden);
+        let kv = crate::matmul::linear(&self.value, hidden);
         let out = if self.variant.receptance_gate {
-            sigmoid(lab_util::linear(
+            sigmoid(crate::matmul::linear(
                 &self.receptance,
                 mix(on, &z, &shifted, &self.time_mix_r),
             )) * kv
@@ -301,7 +301,7 @@ impl<B: WkvBackend> Rwkv<B> {
         }
         debug_assert_eq!(x.dims()[1], time);
         Ok((
-            lab_util::linear(
+            crate::matmul::linear(
                 &self.head,
                 lab_util::layer_norm(&self.ln_out, x, self.config.layer_norm_eps),
             ),

@@ -125,6 +125,9 @@ pub struct Precision {
 pub const EPS_F32: f64 = 5.960_464_477_539_063e-8; // 2^-24
 /// Unit roundoff of float64.
 pub const EPS_F64: f64 = 1.110_223_024_625_156_5e-16; // 2^-53
+/// Unit roundoff of TF32 (10 stored mantissa bits), what CUDA's tensor cores round f32
+/// operands of a product to under [`crate::MatmulPrecision::Fast`].
+pub const EPS_TF32: f64 = 4.882_812_5e-4; // 2^-11
 
 impl Precision {
     /// A run of this crate with float element `E` (f32 or f64) in the given class.
@@ -135,6 +138,21 @@ impl Precision {
             EPS_F32
         };
         Self { eps, algorithm }
+    }
+
+    /// A run of this crate on backend `B` and `device`: [`Precision::of_run`], except that
+    /// where the model's products round their operands to TF32 (CUDA under
+    /// [`crate::MatmulPrecision::Fast`], [`crate::matmul::effective_matmul`]) ε is TF32's:
+    /// those roundings dominate every other of the run.
+    pub fn of_backend<B: crate::WkvBackend>(device: &B::Device, algorithm: Algorithm) -> Self {
+        if crate::matmul::effective_matmul::<B>(device) == "tf32" {
+            Self {
+                eps: EPS_TF32,
+                algorithm,
+            }
+        } else {
+            Self::of_run::<B::FloatElem>(algorithm)
+        }
     }
 
     /// float32 in the given class.

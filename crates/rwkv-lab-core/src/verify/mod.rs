@@ -233,6 +233,9 @@ pub struct VerifyReport {
     pub backend: String,
     /// `f32` or `f64`.
     pub dtype: &'static str,
+    /// What the model's matrix products computed in: `f32` (or `f64` in an f64 run), or
+    /// `tf32` (CUDA under `--matmul fast`; the run's ε is then TF32's, 2⁻¹¹).
+    pub matmul: &'static str,
     /// The fixed `tol` if one was given; otherwise the largest condition-aware tolerance
     /// of the comparisons between runs.
     pub tolerance: f64,
@@ -759,7 +762,7 @@ fn verify_subject<B: WkvBackend>(
     let mut cmp = Comparer {
         opts,
         cond: &cond,
-        eps_run: Precision::of_run::<B::FloatElem>(Algorithm::Recurrent).eps,
+        eps_run: Precision::of_backend::<B>(device, Algorithm::Recurrent).eps,
         base: &base,
         oracle: oracle.as_ref(),
         reference,
@@ -844,6 +847,10 @@ fn verify_subject<B: WkvBackend>(
             opts.backend.clone()
         },
         dtype: dtype_name::<B>(),
+        matmul: match rwkv::matmul::effective_matmul::<B>(device) {
+            "tf32" => "tf32",
+            _ => dtype_name::<B>(),
+        },
         tolerance,
         tolerance_rule: if opts.tol.is_some() {
             "fixed"

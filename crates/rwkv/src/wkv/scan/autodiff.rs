@@ -67,4 +67,51 @@ impl<B: WkvBackend, C: CheckpointStrategy> WkvBackend for Autodiff<B, C> {
             )),
         }
     }
+
+    /// Where the inner backend's full-f32 product differs from its `float_matmul` (CUDA
+    /// with TF32, under `MatmulPrecision::F32`), a graph node whose forward and backward
+    /// both use it; everywhere else Burn's own matmul node, unchanged.
+    fn linear_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        let device = B::float_device(&lhs.primitive);
+        if !crate::matmul::route_to_f32_kernels(B::reduced_precision_matmul(&device)) {
+            return <Self as burn::tensor::ops::FloatTensorOps<Self>>::float_matmul(lhs, rhs);
+        }
+        let nodes = [lhs.node.clone(), rhs.node.clone()];
+        match MatmulBackward.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let state = [lhs.primitive.clone(), rhs.primitive.clone()];
+                prep.finish(state, B::linear_matmul(lhs.primitive, rhs.primitive))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::linear_matmul(lhs.primitive, rhs.primitive))
+            }
+        }
+    }
+
+    fn reduced_precision_matmul(device: &Self::Device) -> bool {
+        B::reduced_precision_matmul(device)
+    }
+}
+
+/// The backward of the full-f32 product: `∂lhs = g · rhsᵀ`, `∂rhs = lhsᵀ · g`, each
+/// through [`WkvBackend::linear_matmul`]. 2-D operands (what `matmul::linear` passes).
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl<B: WkvBackend> Backward<B, 2> for MatmulBackward {
+    type State = [FloatTensor<B>; 2];
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [lhs, rhs] = ops.state;
+        let [lhs_node, rhs_node] = ops.parents;
+        if let Some(node) = lhs_node {
+            let g = B::linear_matmul(grad.clone(), B::float_transpose(rhs));
+            grads.register::<B>(node.id, g);
+        }
+        if let Some(node) = rhs_node {
+            let g = B::linear_matmul(B::float_transpose(lhs), grad);
+            grads.register::<B>(node.id, g);
+        }
+    }
 }

@@ -327,6 +327,19 @@ where
         };
         [per_channel(gw), per_channel(gu), gk, gv, gs]
     }
+
+    fn linear_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        use crate::matmul::{cube, route_to_f32_kernels};
+        if route_to_f32_kernels(cube::uses_tf32(&lhs.client)) {
+            cube::f32_matmul(lhs, rhs)
+        } else {
+            <Self as burn::tensor::ops::FloatTensorOps<Self>>::float_matmul(lhs, rhs)
+        }
+    }
+
+    fn reduced_precision_matmul(device: &Self::Device) -> bool {
+        crate::matmul::cube::uses_tf32(&R::client(device))
+    }
 }
 
 mod fusion {
@@ -472,6 +485,56 @@ mod fusion {
             grads
                 .try_into()
                 .expect("the backward registers five outputs")
+        }
+
+        fn linear_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+            let device = lhs.client.device().clone();
+            if !crate::matmul::route_to_f32_kernels(B::reduced_precision_matmul(&device)) {
+                // the fusion stream's own matmul (fused with its neighbours)
+                return <Self as burn::tensor::ops::FloatTensorOps<Self>>::float_matmul(lhs, rhs);
+            }
+            let client = lhs.client.clone();
+            let rank = lhs.shape.num_dims();
+            let mut dims: Vec<usize> = (0..rank).map(|d| lhs.shape[d]).collect();
+            dims[rank - 1] = rhs.shape[rank - 1];
+            let streams = OperationStreams::with_inputs([&lhs, &rhs]);
+            let out = TensorIr::uninit(client.create_empty_handle(), Shape::from(dims), lhs.dtype);
+            let desc = CustomOpIr::new("rwkv_f32_matmul", &[lhs.into_ir(), rhs.into_ir()], &[out]);
+            client
+                .register(
+                    streams,
+                    OperationIr::Custom(desc.clone()),
+                    MatmulOp::<B> {
+                        desc,
+                        _backend: PhantomData,
+                    },
+                )
+                .output()
+        }
+
+        fn reduced_precision_matmul(device: &Self::Device) -> bool {
+            B::reduced_precision_matmul(device)
+        }
+    }
+
+    /// The full-f32 product of the inner backend as one fusion-stream operation.
+    #[derive(Clone, Debug)]
+    struct MatmulOp<B> {
+        desc: CustomOpIr,
+        _backend: PhantomData<B>,
+    }
+
+    impl<B: FusionBackend + WkvBackend> Operation<B::FusionRuntime> for MatmulOp<B> {
+        fn execute(
+            &self,
+            handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
+        ) {
+            let ([lhs, rhs], [out]) = self.desc.as_fixed();
+            let result = B::linear_matmul(
+                handles.get_float_tensor::<B>(lhs),
+                handles.get_float_tensor::<B>(rhs),
+            );
+            handles.register_float_tensor::<B>(&out.id, result);
         }
     }
 }

@@ -64,6 +64,23 @@ pub trait WkvBackend: Backend {
     ) -> [FloatTensor<Self>; 5] {
         fallback::backward::<Self>(w, u, k, v, state, grad)
     }
+
+    /// `[m, k] × [k, n]`, the product of every projection of the model
+    /// ([`crate::matmul::linear`]). The default is the backend's own `float_matmul`. The
+    /// CubeCL backends override it: when [`crate::matmul::matmul_precision`] is
+    /// [`MatmulPrecision::F32`](crate::matmul::MatmulPrecision) and the device would run
+    /// Burn's matmul on TF32 tensor cores (CUDA on sm80+), the product runs on CubeCL's
+    /// f32 kernels instead (docs/design.md §18).
+    fn linear_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(lhs, rhs)
+    }
+
+    /// Whether this backend's own `float_matmul` rounds f32 operands to a shorter mantissa
+    /// on `device` (TF32 tensor cores): then [`WkvBackend::linear_matmul`] differs from it
+    /// in [`MatmulPrecision::F32`](crate::matmul::MatmulPrecision). False by default.
+    fn reduced_precision_matmul(_device: &Self::Device) -> bool {
+        false
+    }
 }
 
 // Registrations: every backend the crate can be built with. The `Autodiff` wrapper's
