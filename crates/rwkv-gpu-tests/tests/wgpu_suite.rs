@@ -333,7 +333,8 @@ fn f32_kernels_stay_within_the_f32_bound() {
     };
     let host = |p| rwkv::verify::to_f64(Tensor::<Cube, 2>::from_primitive(TensorPrimitive::Float(p)));
     let eps = rwkv::verify::EPS_F32;
-    for (i, &(m, k, n)) in [(1, 64, 200), (37, 70, 65), (128, 96, 256)].iter().enumerate() {
+    // m = 1 (the vector kernels), and a shape no tile size divides (the unit kernels)
+    for (i, &(m, k, n)) in [(1, 96, 200), (37, 96, 65)].iter().enumerate() {
         let mut r = lab_util::SplitMix64::new(40 + i as u64);
         // operands rounded to f32 first, so the float64 product is of the same numbers
         let a: Vec<f64> = r.fill(m * k, |r| r.range(-1.0, 1.0) as f32 as f64);
@@ -397,8 +398,11 @@ fn f32_kernel_path_matches_ndarray_in_the_model_and_in_gradients() {
     {
         let dev = Default::default();
         let mut r = lab_util::SplitMix64::new(9);
-        let x: Vec<f32> = r.fill(5 * 24, |r| r.range(-1.0, 1.0) as f32);
-        let w: Vec<f32> = r.fill(24 * 33, |r| r.range(-1.0, 1.0) as f32);
+        let mut f32s = |len: usize| -> Vec<f32> {
+            r.fill(len, |r| r.range(-1.0, 1.0)).into_iter().map(|v| v as f32).collect()
+        };
+        let x = f32s(5 * 24);
+        let w = f32s(24 * 33);
         let x = Tensor::<B, 2>::from_data(TensorData::new(x, [5, 24]), &dev).require_grad();
         let w = Tensor::<B, 2>::from_data(TensorData::new(w, [24, 33]), &dev).require_grad();
         let y = rwkv::matmul::matmul(x.clone(), w.clone());
