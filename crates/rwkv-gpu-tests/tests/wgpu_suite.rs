@@ -25,21 +25,16 @@ use common::*;
 
 type Dev = Wgpu;
 
-/// The formulations checked on the device: all but `chunked:1` at B ≥ 2, which lavapipe
-/// gets wrong (a second defect under Burn's fused element-wise kernels, not yet reduced;
-/// see [`chunked_len_1_at_batch_2`]).
+/// The formulations checked on the device: all of them, `chunked:1` included.
 fn device_formulations(time: usize) -> Vec<WkvMode> {
     formulations(time)
-        .into_iter()
-        .filter(|&m| m != WkvMode::Chunked { len: 1 })
-        .collect()
 }
 
-/// Found by this suite: `chunked` with blocks of one token is O(0.1–1) wrong on lavapipe at
-/// batch ≥ 2 (smallest case B = 2, T = 2, C = 2; right at B = 1 and for block lengths ≥ 2).
-/// Ignored until reduced and worked around; `scripts/gpu-check.sh` runs it on real GPUs.
+/// Found by this suite: `chunked` with blocks of one token was O(0.1–1) wrong on wgpu at
+/// batch ≥ 2 (smallest case B = 2, T = 2, C = 2), on lavapipe and on an H200 alike
+/// (`scripts/gpu-check.sh`, 2026-11-29). Cause: [`swapped_unit_axis_reduced_through_burn`];
+/// `rwkv::wkv::block` now reshapes where it swapped a size-1 axis, and this passes.
 #[test]
-#[ignore = "wgpu/lavapipe defect under chunked:1 at B >= 2, see docs/design.md §16"]
 fn chunked_len_1_at_batch_2() {
     for (b, t, c) in [(2, 2, 2), (2, 13, 33)] {
         let case = random_case(5, b, t, c, false, false);
@@ -48,6 +43,28 @@ fn chunked_len_1_at_batch_2() {
         let tol = tol32(&case);
         compare(&format!("B{b} T{t} C{c} chunked:1"), &got, &oracle, tol).unwrap();
     }
+}
+
+/// The minimal reproduction of the `chunked:1` error (docs/design.md §16): on Burn 0.21's
+/// wgpu backend, `x: [2, 2, 1, 2]` with its last two axes swapped, unsqueezed to
+/// `[2, 2, 2, 1, 1]` and summed over the last axis (a size-1 sum: the result should be `x`
+/// transposed) comes out O(1) wrong — without any element-wise work, and right when either
+/// leading dim is 1, when the swap is a reshape, or without the unsqueeze. Ignored: it
+/// asserts Burn's behaviour and fails where the defect is present (lavapipe; the H200 of
+/// 2026-11-29 failed `chunked:1` the same way, before this reduction existed;
+/// `scripts/gpu-check.sh` runs it on real GPUs).
+#[test]
+#[ignore = "Burn 0.21 defect on wgpu (lavapipe; through chunked:1 also an H200), see docs/design.md §16; run by scripts/gpu-check.sh"]
+fn swapped_unit_axis_reduced_through_burn() {
+    use burn::tensor::{Tensor, TensorData, backend::Backend};
+    fn run<B: Backend>() -> Vec<f64> {
+        let x: Vec<f32> = (0..8).map(|i| i as f32 + 1.0).collect();
+        let x = Tensor::<B, 4>::from_data(TensorData::new(x, [2, 2, 1, 2]), &Default::default());
+        let y: Tensor<B, 4> = x.swap_dims(2, 3).unsqueeze_dim::<5>(3).sum_dim(4).squeeze_dim(4);
+        rwkv::verify::to_f64(y)
+    }
+    let (got, want) = (run::<Dev>(), run::<F64>());
+    assert_eq!(got, want, "swap(2, 3) → unsqueeze(3) → sum(4) of [2, 2, 1, 2] on wgpu");
 }
 
 /// Shapes of the operator tests: batches 1–3, lengths across one workgroup boundary and
@@ -301,8 +318,10 @@ fn batched_single_row_linear_is_right_through_lab_util() {
     assert_close("lab_util::linear, wgpu vs f64", &got, &want, 1e-5);
 }
 
+/// Burn's own path on the same input. Fails on lavapipe; passed on an H200 (2026-11-29,
+/// `reports/gpu/h200-2026-11-29/run1-gpu-check/tests.txt`): a software-driver defect.
 #[test]
-#[ignore = "Burn 0.21 defect on lavapipe (see docs/design.md §16); run by scripts/gpu-check.sh"]
+#[ignore = "Burn 0.21 defect on lavapipe only (passes on an H200; see docs/design.md §16); run by scripts/gpu-check.sh"]
 fn batched_single_row_linear_through_burn() {
     let (got, want) = repro(true);
     assert_close(

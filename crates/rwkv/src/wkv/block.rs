@@ -72,6 +72,20 @@ pub(crate) fn steps<B: Backend>(
     Tensor::from_data(TensorData::new(v, [n]), lab_util::float_opts::<B>(device))
 }
 
+/// `[a, b, c, d]` → `[a, b, d, c]`: `swap_dims(2, 3)`, except where `c` or `d` is 1, where it
+/// is the reshape with the same values (and the same memory order). Burn 0.21's CubeCL
+/// backends get a swapped size-1 axis wrong once it is unsqueezed and reduced, at leading
+/// dims ≥ 2 (`[2, 2, 1, 2]` swapped, unsqueezed at 3, summed over 4: O(1) wrong on wgpu,
+/// both on lavapipe and on an H200; docs/design.md §16). `len = 1` blocks hit it.
+fn swap_last<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [a, b, c, d] = x.dims();
+    if c == 1 || d == 1 {
+        x.reshape([a, b, d, c])
+    } else {
+        x.swap_dims(2, 3)
+    }
+}
+
 /// Outputs of `N` independent blocks of length `L`, block `n` starting from state `n`.
 ///
 /// # Shapes
@@ -89,8 +103,8 @@ pub fn blocks<B: Backend>(
     let [_, _, len, channels] = k.dims();
     let device = k.device();
     // channel-major layout: reductions run over the last (contiguous) axis
-    let k = k.swap_dims(2, 3); // [B, N, C, L]
-    let v = v.swap_dims(2, 3);
+    let k = swap_last(k); // [B, N, C, L]
+    let v = swap_last(v);
     let logits = k.unsqueeze_dim::<5>(3) + logit_bias(w, u, len); // [B, N, C, L(t), L(i)]
     let t_w = steps::<B>((0..len).map(|t| t as f64), &device).reshape([1, 1, 1, len])
         * w.clone().reshape([1, 1, channels, 1]);
@@ -109,7 +123,7 @@ pub fn blocks<B: Backend>(
         .squeeze_dim::<4>(4)
         + e_state.clone() * aa.unsqueeze_dim::<4>(3);
     let den = e.sum_dim(4).squeeze_dim::<4>(4) + e_state * bb.unsqueeze_dim::<4>(3);
-    lab_util::div(num, den).swap_dims(2, 3)
+    swap_last(lab_util::div(num, den))
 }
 
 /// What a block contributes to the state at its end, as if it started empty:
