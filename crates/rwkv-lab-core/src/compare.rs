@@ -462,8 +462,18 @@ impl<B: WkvBackend> Runner<'_, B> {
         row.note = e;
     }
 
+    /// A row of a model measurement (prefill or decode) of this shape.
     fn row(&self, measured: Measured, method: &str, seq_len: usize, shape: &Shape) -> BackendRow {
         let config = shape.config();
+        let mut row = self.bare_row(measured, method, seq_len);
+        (row.d_model, row.n_layers, row.vocab) =
+            (config.d_model, config.n_layers, config.vocab_size);
+        row.params = config.num_params() as u64;
+        row
+    }
+
+    /// A row with no model shape (zeros), for the matrix products.
+    fn bare_row(&self, measured: Measured, method: &str, seq_len: usize) -> BackendRow {
         BackendRow {
             study: self.spec.study.clone(),
             measured,
@@ -471,10 +481,10 @@ impl<B: WkvBackend> Runner<'_, B> {
             dtype: self.run.dtype.clone(),
             method: method.to_string(),
             seq_len,
-            d_model: config.d_model,
-            n_layers: config.n_layers,
-            vocab: config.vocab_size,
-            params: config.num_params() as u64,
+            d_model: 0,
+            n_layers: 0,
+            vocab: 0,
+            params: 0,
             repeats: 0,
             median_s: None,
             min_s: None,
@@ -636,17 +646,9 @@ impl<B: WkvBackend> Runner<'_, B> {
                 "{} matmul {name}",
                 self.run.label()
             )));
-            let mut row = self.row(
-                Measured::Matmul,
-                &name,
-                m,
-                &Shape {
-                    vocab: NonZeroUsize::MIN,
-                    d_model: NonZeroUsize::MIN,
-                    n_layers: NonZeroUsize::MIN,
-                },
-            );
-            (row.d_model, row.vocab, row.n_layers, row.params) = (k, n, 0, 0);
+            // a product's row: m in seq_len, k in d_model, n in vocab
+            let mut row = self.bare_row(Measured::Matmul, &name, m);
+            (row.d_model, row.vocab) = (k, n);
             row.repeats = self.spec.repeats.get();
             let e = self.elem as u64;
             let (mu, ku, nu) = (m as u64, k as u64, n as u64);
@@ -681,7 +683,8 @@ impl<B: WkvBackend> Runner<'_, B> {
     }
 
     /// The timed products of seeded operands in [-1, 1) (the same f32 values on every
-    /// backend), and the last product.
+    /// backend), and the last product: through `rwkv::matmul::matmul`, the model's own
+    /// products, in the precision this backend runs under (`cuda` f32, `cuda:tf32` TF32).
     fn time_matmul(&self, m: usize, k: usize, n: usize) -> Result<(Stats, Vec<f64>), String> {
         let mut rng = SplitMix64::new(self.spec.seed ^ 0x6e33 ^ (m * 31 + k * 7 + n) as u64);
         let mut fill =
