@@ -155,11 +155,24 @@ pub fn linear<B: burn::tensor::backend::Backend, const D: usize>(
     layer: &burn::nn::Linear<B>,
     x: burn::tensor::Tensor<B, D>,
 ) -> burn::tensor::Tensor<B, D> {
+    linear_with(layer, x, burn::tensor::Tensor::matmul)
+}
+
+/// [`linear`] with the 2-D product `[rows, d_in] · [d_in, d_out]` computed by `matmul`
+/// (rwkv's precision-aware product, `rwkv::matmul::matmul`).
+pub fn linear_with<B: burn::tensor::backend::Backend, const D: usize>(
+    layer: &burn::nn::Linear<B>,
+    x: burn::tensor::Tensor<B, D>,
+    matmul: impl FnOnce(
+        burn::tensor::Tensor<B, 2>,
+        burn::tensor::Tensor<B, 2>,
+    ) -> burn::tensor::Tensor<B, 2>,
+) -> burn::tensor::Tensor<B, D> {
     let dims = x.dims();
     let d_in = dims[D - 1];
     let rows = dims[..D - 1].iter().product::<usize>();
     let [_, d_out] = layer.weight.dims();
-    let y = x.reshape([rows, d_in]).matmul(layer.weight.val());
+    let y = matmul(x.reshape([rows, d_in]), layer.weight.val());
     let y = match &layer.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,

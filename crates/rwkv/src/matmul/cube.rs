@@ -80,8 +80,8 @@ fn inputs<R: CubeRuntime>(
 
 /// Which candidates the tuner tries first for a key (cubecl tries the highest priority
 /// group first, and a lower one only when every kernel of the higher one fails to set
-/// up): every candidate is compiled before it is timed, which on CUDA costs about a
-/// second each, so the set tried per shape is kept small.
+/// up): every candidate is compiled before it is timed (NVRTC on CUDA), so the set tried
+/// per shape is kept small.
 #[derive(Debug, Clone, Copy)]
 enum Family {
     /// `m = 1` or `n = 1` (decoding): the vector kernels.

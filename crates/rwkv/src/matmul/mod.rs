@@ -100,16 +100,5 @@ pub fn matmul<B: WkvBackend>(lhs: Tensor<B, 2>, rhs: Tensor<B, 2>) -> Tensor<B, 
 /// Burn 0.21's fused `[B ≥ 2, 1, d]` products are wrong on wgpu, docs/design.md §16),
 /// through [`matmul`].
 pub fn linear<B: WkvBackend, const D: usize>(layer: &Linear<B>, x: Tensor<B, D>) -> Tensor<B, D> {
-    let dims = x.dims();
-    let d_in = dims[D - 1];
-    let rows = dims[..D - 1].iter().product::<usize>();
-    let [_, d_out] = layer.weight.dims();
-    let y = matmul(x.reshape([rows, d_in]), layer.weight.val());
-    let y = match &layer.bias {
-        Some(bias) => y + bias.val().unsqueeze::<2>(),
-        None => y,
-    };
-    let mut out = dims;
-    out[D - 1] = d_out;
-    y.reshape(out)
+    lab_util::linear_with(layer, x, matmul::<B>)
 }

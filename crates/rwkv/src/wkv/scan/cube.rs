@@ -530,6 +530,9 @@ mod fusion {
             handles: &mut HandleContainer<<B::FusionRuntime as FusionRuntime>::FusionHandle>,
         ) {
             let ([lhs, rhs], [out]) = self.desc.as_fixed();
+            // the inner backend decides again under the precision in force now: the stream
+            // runs this op before any host read that follows it, and the precision only
+            // changes between whole runs (the CLI once; compare-backends between backends)
             let result = B::linear_matmul(
                 handles.get_float_tensor::<B>(lhs),
                 handles.get_float_tensor::<B>(rhs),
