@@ -72,9 +72,9 @@ if ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1 && [ -d "$bundle/debs" ]; 
 fi
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
-# CubeCL compiles every kernel at its first use and autotunes each matrix product (on CUDA
-# about a second per candidate kernel: the first run of 2026-11-29 spent its whole 30 s of
-# `verify --backend cuda` there). Each step is a new process, so keep both the compiled
+# CubeCL compiles every kernel at its first use (NVRTC on CUDA) and autotunes each matrix
+# product, compiling every candidate kernel before timing it: the first run of 2026-11-29
+# spent its whole 30 s of `verify --backend cuda` (a tiny model) there. Each step is a new process, so keep both the compiled
 # kernels and the autotune results on disk for the steps after the first: CubeCL reads
 # `cubecl.toml` from the working directory (removed at exit unless it was there before).
 if [ ! -e cubecl.toml ]; then

@@ -95,10 +95,12 @@ Examples:
   rwkv-lab compare-backends --quick
   rwkv-lab compare-backends --backends ndarray:f64,ndarray --quick
   cargo run --release --features cuda,wgpu -- compare-backends --backends ndarray,cuda,wgpu
+  rwkv-lab compare-backends --backends cuda,cuda:tf32    (CUDA's full-f32 vs TF32 products)
   rwkv-lab compare-backends --config my-backends.yaml --out reports/backends/h200")]
 pub struct CompareArgs {
     /// Backends, comma-separated, the reference first: BACKEND[:DTYPE] (ndarray, ndarray:f64,
-    /// flex, wgpu, cuda) [default: ndarray, then every GPU backend compiled in].
+    /// flex, wgpu, cuda, cuda:tf32 = cuda with TF32 products) [default: ndarray, then every
+    /// GPU backend compiled in].
     #[arg(long, value_delimiter = ',', value_parser = parse_choice)]
     pub backends: Vec<Choice>,
     /// The comparison spec (YAML); default: the shipped experiments/backends.yaml, built in.

@@ -262,9 +262,15 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         .memory_budget
         .or(spec.memory_budget_bytes())
         .unwrap_or_else(default_memory_budget);
+    // under `--matmul fast` on CUDA every product is TF32: recorded as the dtype. (In the
+    // default f32 the transformer baseline's products are still Burn's, TF32 on sm80+:
+    // docs/design.md §18; compare the two models' speed on CUDA with `--matmul fast`.)
+    let fast_cuda = args.backend == crate::backend::BackendKind::Cuda
+        && args.dtype == Dtype::F32
+        && rwkv::matmul_precision() == rwkv::MatmulPrecision::Fast;
     let ctx = Context {
         backend: args.backend.name().into(),
-        dtype: args.dtype.name().into(),
+        dtype: if fast_cuda { "tf32" } else { args.dtype.name() }.into(),
         git_rev: git_rev(repo_dir()),
         memory_budget: budget,
         max_buffer: None,
