@@ -14,8 +14,8 @@ use rwkv_lab_core::compare::{self, BackendRun, CompareSpec, Outputs, Progress};
 use rwkv_lab_core::estimate::DeviceLimits;
 
 use crate::backend::{BackendKind, Dtype, Job, Metered, dispatch, ensure_available};
-use rwkv::MatmulPrecision;
 use crate::util::memory_budget;
+use rwkv::MatmulPrecision;
 
 /// One backend of the comparison: `BACKEND[:DTYPE]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,8 @@ fn parse_choice(s: &str) -> Result<Choice, String> {
             (Dtype::F32, MatmulPrecision::Fast)
         }
         Some(d) => (
-            Dtype::from_str(d, true).map_err(|_| format!("`{d}` is not a dtype (f32, f64, tf32)"))?,
+            Dtype::from_str(d, true)
+                .map_err(|_| format!("`{d}` is not a dtype (f32, f64, tf32)"))?,
             MatmulPrecision::F32,
         ),
     };
@@ -366,7 +367,10 @@ mod tests {
         );
         assert_eq!(parse_choice("cuda").unwrap().label(), "cuda");
         let fast = parse_choice("cuda:tf32").unwrap();
-        assert_eq!((fast.label(), fast.matmul), ("cuda:tf32".into(), MatmulPrecision::Fast));
+        assert_eq!(
+            (fast.label(), fast.matmul),
+            ("cuda:tf32".into(), MatmulPrecision::Fast)
+        );
         assert!(parse_choice("wgpu:tf32").unwrap_err().contains("only cuda"));
         assert!(parse_choice("tpu").unwrap_err().contains("not a backend"));
         assert!(

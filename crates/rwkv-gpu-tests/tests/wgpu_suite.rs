@@ -60,11 +60,18 @@ fn swapped_unit_axis_reduced_through_burn() {
     fn run<B: Backend>() -> Vec<f64> {
         let x: Vec<f32> = (0..8).map(|i| i as f32 + 1.0).collect();
         let x = Tensor::<B, 4>::from_data(TensorData::new(x, [2, 2, 1, 2]), &Default::default());
-        let y: Tensor<B, 4> = x.swap_dims(2, 3).unsqueeze_dim::<5>(3).sum_dim(4).squeeze_dim(4);
+        let y: Tensor<B, 4> = x
+            .swap_dims(2, 3)
+            .unsqueeze_dim::<5>(3)
+            .sum_dim(4)
+            .squeeze_dim(4);
         rwkv::verify::to_f64(y)
     }
     let (got, want) = (run::<Dev>(), run::<F64>());
-    assert_eq!(got, want, "swap(2, 3) → unsqueeze(3) → sum(4) of [2, 2, 1, 2] on wgpu");
+    assert_eq!(
+        got, want,
+        "swap(2, 3) → unsqueeze(3) → sum(4) of [2, 2, 1, 2] on wgpu"
+    );
 }
 
 /// Shapes of the operator tests: batches 1–3, lengths across one workgroup boundary and
@@ -350,7 +357,8 @@ fn f32_kernels_stay_within_the_f32_bound() {
             .into_primitive()
             .tensor()
     };
-    let host = |p| rwkv::verify::to_f64(Tensor::<Cube, 2>::from_primitive(TensorPrimitive::Float(p)));
+    let host =
+        |p| rwkv::verify::to_f64(Tensor::<Cube, 2>::from_primitive(TensorPrimitive::Float(p)));
     let eps = rwkv::verify::EPS_F32;
     // m = 1 (the vector kernels), and a shape no tile size divides (the unit kernels)
     for (i, &(m, k, n)) in [(1, 96, 200), (37, 96, 65)].iter().enumerate() {
@@ -381,13 +389,21 @@ fn f32_kernels_stay_within_the_f32_bound() {
         };
         let mut ran = 0;
         for strategy in f32_strategies() {
-            if let Ok(out) = matmul_with::<WgpuRuntime>(&strategy, prim(&a, [m, k]), prim(&b, [k, n])) {
+            if let Ok(out) =
+                matmul_with::<WgpuRuntime>(&strategy, prim(&a, [m, k]), prim(&b, [k, n]))
+            {
                 check(&strategy.to_string(), &host(out));
                 ran += 1;
             }
         }
         assert!(ran >= 2, "{m}x{k}x{n}: only {ran} kernels set up");
-        check("tuned", &host(f32_matmul::<WgpuRuntime>(prim(&a, [m, k]), prim(&b, [k, n]))));
+        check(
+            "tuned",
+            &host(f32_matmul::<WgpuRuntime>(
+                prim(&a, [m, k]),
+                prim(&b, [k, n]),
+            )),
+        );
     }
 }
 
@@ -418,7 +434,10 @@ fn f32_kernel_path_matches_ndarray_in_the_model_and_in_gradients() {
         let dev = Default::default();
         let mut r = lab_util::SplitMix64::new(9);
         let mut f32s = |len: usize| -> Vec<f32> {
-            r.fill(len, |r| r.range(-1.0, 1.0)).into_iter().map(|v| v as f32).collect()
+            r.fill(len, |r| r.range(-1.0, 1.0))
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
         };
         let x = f32s(5 * 24);
         let w = f32s(24 * 33);

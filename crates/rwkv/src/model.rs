@@ -188,12 +188,17 @@ impl<B: WkvBackend> TimeMix<B> {
         };
         let (y, wkv_state) = wkv::wkv(mode, w, u, k, v, Some(wkv_state))?;
         let gated = if self.variant.receptance_gate {
-            let r = crate::matmul::linear(&self.receptance, mix(on, &z, &shifted, &self.time_mix_r));
+            let r =
+                crate::matmul::linear(&self.receptance, mix(on, &z, &shifted, &self.time_mix_r));
             sigmoid(r) * y
         } else {
             y
         };
-        Ok((crate::matmul::linear(&self.output, gated), last(&z), wkv_state))
+        Ok((
+            crate::matmul::linear(&self.output, gated),
+            last(&z),
+            wkv_state,
+        ))
     }
 }
 

@@ -152,9 +152,13 @@ pub fn f32_matmul<R: CubeRuntime>(lhs: CubeTensor<R>, rhs: CubeTensor<R>) -> Cub
     let tunables = TUNER.init(|| {
         // group priorities: vector kernels and large unit tiles first (both for m = 1),
         // small unit tiles next, the naive kernel last
-        let vector = TuneGroup::<MatmulAutotuneKey>::new("vector", |key| {
-            if is_vector(key) { 2 } else { -1 }
-        });
+        let vector =
+            TuneGroup::<MatmulAutotuneKey>::new(
+                "vector",
+                |key| {
+                    if is_vector(key) { 2 } else { -1 }
+                },
+            );
         let unit = TuneGroup::<MatmulAutotuneKey>::new("unit", |_| 2);
         let naive = TuneGroup::<MatmulAutotuneKey>::new("naive", |_| 0);
         let mut set = TunableSet::new(key::<R>, inputs::<R>);

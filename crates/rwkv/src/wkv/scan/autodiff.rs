@@ -77,14 +77,16 @@ impl<B: WkvBackend, C: CheckpointStrategy> WkvBackend for Autodiff<B, C> {
             return <Self as burn::tensor::ops::FloatTensorOps<Self>>::float_matmul(lhs, rhs);
         }
         let nodes = [lhs.node.clone(), rhs.node.clone()];
-        match MatmulBackward.prepare::<C>(nodes).compute_bound().stateful() {
+        match MatmulBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
                 let state = [lhs.primitive.clone(), rhs.primitive.clone()];
                 prep.finish(state, B::linear_matmul(lhs.primitive, rhs.primitive))
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::linear_matmul(lhs.primitive, rhs.primitive))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(B::linear_matmul(lhs.primitive, rhs.primitive)),
         }
     }
 
