@@ -14,9 +14,11 @@
 #   bench-wkv-cuda.txt the WKV formulations against each other on cuda (C = 768, T = 4096)
 #   backends/         `compare-backends --backends cuda,cuda:tf32,wgpu` (experiments/backends.yaml:
 #                     the 169M shape; prefill per formulation and T, decode, output differences)
+#   decode-profile/   kernels.log: every kernel of 5 RNN-mode steps on cuda at the 169M shape,
+#                     with its device time (CubeCL's profiling log)
 #   peers-torch.md    the PyTorch peers of the targets (scripts/bench_gpu_torch.py), same run
 #   summary.md        one line per step: what ran, how long, exit status
-# Every step has its own time limit (together 470 s) so that the whole run stays within 8
+# Every step has its own time limit (together 480 s) so that the whole run stays within 8
 # minutes on one H100/H200; a step that fails or times out is recorded and the next one runs.
 #
 # Usage: scripts/gpu-check.sh --bundle DIR --out OUT
@@ -136,7 +138,7 @@ else
 fi
 # the device scan against the per-step recurrence at B = 1, C = 768 (target: >= 20x at
 # T = 4096); the recurrence is one launch-bound step per token, so few repeats
-step "bench-wkv cuda" 45 bench-wkv-cuda.txt "$bin" bench-wkv --backend cuda --channels 768 \
+step "bench-wkv cuda" 40 bench-wkv-cuda.txt "$bin" bench-wkv --backend cuda --channels 768 \
   --seq-lens 4096 --modes recurrent,scan,chunked:64 --repeats 2
 step "quick scaling study, cuda" 60 scaling-cuda.txt "$bin" scale --config experiments/scaling.yaml --quick \
   --backend cuda --out "$out/scaling-cuda"
@@ -148,11 +150,39 @@ step "quick scaling study, cuda" 60 scaling-cuda.txt "$bin" scale --config exper
 # measured, so a timeout keeps them, and the report is then re-rendered.
 sed -e 's/^  modes: .*/  modes: [scan, chunked:64]/' -e 's/^  max_seq_len: .*/  max_seq_len: {}/' \
   experiments/backends.yaml >"$out/backends.yaml"
-step "compare-backends cuda,cuda:tf32,wgpu" 120 backends.txt "$bin" compare-backends \
+step "compare-backends cuda,cuda:tf32,wgpu" 100 backends.txt "$bin" compare-backends \
   --backends cuda,cuda:tf32,wgpu --config "$out/backends.yaml" --out "$out/backends"
 if [ -f "$out/backends/records.csv" ] && [ ! -f "$out/backends/summary.md" ]; then
   "$bin" report "$out/backends" >>"$out/backends.txt" 2>&1 || true
 fi
+
+# Where a decode step's time goes (item 4): CubeCL's log of every kernel it launches, with
+# its device time, over 1 + 4 RNN-mode steps at the 169M shape (after a tiny prefill, which
+# the spec format requires). Each kernel is timed on its own, so the steps run slower than
+# in backends/; the log gives the kernels per step and their summed device time against the
+# step's wall time. Run from a folder of its own, whose cubecl.toml adds the profiling log
+# to the shared caches.
+prof=$(realpath "$out")/decode-profile
+mkdir -p "$prof/cwd"
+cat >"$prof/spec.yaml" <<'SPEC'
+study: backends
+seed: 0
+repeats: 1
+warmup: 0
+prefill:
+  model: { vocab: 256, d_model: 64, n_layers: 2 }
+  seq_lens: [16]
+  modes: [scan]
+decode:
+  model: { vocab: 50277, d_model: 768, n_layers: 12 }
+  steps: 4
+  warmup: 1
+SPEC
+printf '[compilation]\ncache = { file = "%s" }\n[autotune]\ncache = { file = "%s" }\n[profiling.logger]\nlevel = "basic"\nfile = "%s"\n' \
+  "$(realpath target)" "$(realpath target)" "$prof/kernels.log" >"$prof/cwd/cubecl.toml"
+step "decode kernel profile, cuda" 35 decode-profile.txt bash -c \
+  "cd '$prof/cwd' && '$bin' compare-backends --backends cuda --config '$prof/spec.yaml' --out '$prof/study'"
+rm -rf "$prof/cwd"
 
 # The PyTorch peers of the targets, in the same run (decode: BlinkDL's runtime on a random
 # checkpoint of the 169M shape; prefill: GPT-2 of that shape with SDPA; f32 vs TF32
