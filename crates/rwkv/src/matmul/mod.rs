@@ -11,7 +11,7 @@
 //! cores, [`cube`]); [`MatmulPrecision::Fast`] keeps Burn's choice.
 //!
 //! The setting is process-wide (one atomic): the CLI sets it once from `--matmul`, and
-//! `compare-backends` per backend (`cuda:fast`).
+//! `compare-backends` per backend (`cuda:tf32`).
 
 #[cfg(feature = "device-kernel")]
 pub mod cube;
@@ -31,16 +31,6 @@ pub enum MatmulPrecision {
     F32,
     /// The backend's fastest products: TF32 tensor cores on CUDA sm80+, f32 elsewhere.
     Fast,
-}
-
-impl MatmulPrecision {
-    /// `f32` or `fast`, as the CLI spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            MatmulPrecision::F32 => "f32",
-            MatmulPrecision::Fast => "fast",
-        }
-    }
 }
 
 static PRECISION: AtomicU8 = AtomicU8::new(0);
