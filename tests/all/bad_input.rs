@@ -283,3 +283,45 @@ fn sigmoid_is_exact_and_finite() {
     assert!(g.iter().all(|v| v.is_finite() && *v >= 0.0), "{g:?}");
     assert!((g[4] - 0.25).abs() < 1e-15);
 }
+
+/// On flex the model's sigmoid is the backend's own (`WkvBackend::native_sigmoid`): the
+/// same two-sided form in f32, with Burn's node `g·σ·(1−σ)` backward. Values within a few
+/// ulp of the f64 formula, derivatives within `ulp(1)` of the exact `σ(x)·σ(−x)`, finite
+/// everywhere.
+#[cfg(feature = "flex")]
+#[test]
+fn flex_sigmoid_is_the_two_sided_form_with_an_exact_derivative() {
+    use burn::backend::{Autodiff, Flex};
+    type A = Autodiff<Flex>;
+    assert!(<A as rwkv::WkvBackend>::native_sigmoid());
+    let xs: Vec<f32> = vec![
+        -1000.0, -90.0, -40.0, -3.0, -1e-3, 0.0, 0.7, 5.0, 17.0, 40.0, 1000.0,
+    ];
+    let device = Default::default();
+    let t = Tensor::<A, 1>::from_data(
+        TensorData::new(xs.clone(), [xs.len()]),
+        lab_util::float_opts::<A>(&device),
+    )
+    .require_grad();
+    let y = rwkv::model::sigmoid(t.clone());
+    let got = rwkv::verify::to_f64(y.clone());
+    let grads = y.sum().backward();
+    let dg = rwkv::verify::to_f64(t.grad(&grads).unwrap());
+    for ((x, s), d) in xs.iter().zip(&got).zip(&dg) {
+        let x = *x as f64;
+        let want = if x >= 0.0 {
+            1.0 / (1.0 + (-x).exp())
+        } else {
+            x.exp() / (1.0 + x.exp())
+        };
+        assert!(
+            (s - want).abs() <= 4.0 * f32::EPSILON as f64 * want.max(f32::MIN_POSITIVE as f64),
+            "σ({x}) = {s}, want {want}"
+        );
+        let exact = want * (1.0 - want);
+        assert!(
+            d.is_finite() && (d - exact).abs() <= f32::EPSILON as f64,
+            "σ'({x}) = {d}, want {exact}"
+        );
+    }
+}

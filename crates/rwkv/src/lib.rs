@@ -20,6 +20,7 @@ pub mod generate;
 pub mod init;
 pub mod matmul;
 pub mod model;
+pub mod norm;
 pub mod params;
 pub mod state;
 pub mod verify;

@@ -93,6 +93,62 @@ impl<B: WkvBackend, C: CheckpointStrategy> WkvBackend for Autodiff<B, C> {
     fn reduced_precision_matmul(device: &Self::Device) -> bool {
         B::reduced_precision_matmul(device)
     }
+
+    /// Burn's autodiff sigmoid calls the inner backend's forward and backward.
+    fn native_sigmoid() -> bool {
+        B::native_sigmoid()
+    }
+
+    /// One node keeping `x̂` and `1/√(var + ε)`; its backward is [`crate::norm::backward`].
+    fn layer_norm_node(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        match LayerNormBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let gamma_inner = gamma.primitive.clone();
+                let normed = crate::norm::forward::<B>(
+                    x.primitive,
+                    gamma.primitive,
+                    beta.primitive,
+                    epsilon,
+                );
+                prep.finish([normed.xhat, normed.inv, gamma_inner], normed.y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::layer_norm_node(
+                x.primitive,
+                gamma.primitive,
+                beta.primitive,
+                epsilon,
+            )),
+        }
+    }
+}
+
+/// The backward of [`WkvBackend::layer_norm`]; its state is `[x̂, 1/√(var + ε), γ]`.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: WkvBackend> Backward<B, 3> for LayerNormBackward {
+    type State = [FloatTensor<B>; 3];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [xhat, inv, gamma] = ops.state;
+        let outs = crate::norm::backward::<B>(grad, xhat, inv, gamma);
+        for (parent, g) in ops.parents.into_iter().zip(outs) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
 }
 
 /// The backward of the full-f32 product: `∂lhs = g · rhsᵀ`, `∂rhs = lhsᵀ · g`, each

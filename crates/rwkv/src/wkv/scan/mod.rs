@@ -81,6 +81,28 @@ pub trait WkvBackend: Backend {
     fn reduced_precision_matmul(_device: &Self::Device) -> bool {
         false
     }
+
+    /// Whether this backend's own `ActivationOps::sigmoid` computes `σ` in the tensor's
+    /// dtype with the two-sided form of [`crate::model::sigmoid`] (`1/(1+e^{-x})` for
+    /// x ≥ 0, `e^x/(1+e^x)` below, true divisions), so that the model can use it: one fused
+    /// pass forward and Burn's autodiff node `g·σ·(1−σ)` backward, instead of the 14
+    /// element-wise passes of the portable form (docs/design.md §14 item 2). False by
+    /// default: Burn's default casts to f32 and evaluates `exp(-log(1+e^{-x}))`.
+    fn native_sigmoid() -> bool {
+        false
+    }
+
+    /// LayerNorm over the last dimension of `x` with `gamma`, `beta` `[C]`: the arithmetic
+    /// of [`lab_util::layer_norm`], as one node with a closed-form backward under
+    /// [`Autodiff`](burn::backend::Autodiff) ([`crate::norm`]).
+    fn layer_norm_node(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        crate::norm::forward::<Self>(x, gamma, beta, epsilon).y
+    }
 }
 
 // Registrations: every backend the crate can be built with. The `Autodiff` wrapper's
@@ -128,8 +150,14 @@ where
     }
 }
 
+/// flex: the host scan through the copying fallback; its own sigmoid (`burn-flex`'s
+/// `sigmoid_f32`/`sigmoid_f64`: the two-sided form in the tensor's dtype, true divisions).
 #[cfg(feature = "flex")]
-impl WkvBackend for burn::backend::Flex {}
+impl WkvBackend for burn::backend::Flex {
+    fn native_sigmoid() -> bool {
+        true
+    }
+}
 
 // wgpu and cuda (`Fusion<CubeBackend<..>>`, or `CubeBackend` without fusion): the device
 // kernel, implemented in `cube.rs`.
@@ -169,5 +197,17 @@ pub fn forward<B: WkvBackend>(
         bb: row(time + 1),
         pp: row(time + 2),
     };
-    (out.slice([0..batch, 0..time, 0..channels]), state)
+    let y = out.slice([0..batch, 0..time, 0..channels]);
+    // For B > 1 the rows `0..T` of each batch are a strided view of the packed output.
+    // Reshaping through `[B·T, C]` copies them into one contiguous tensor (a row-block copy
+    // at memcpy speed), so that the ops that consume y (the receptance gate, the output
+    // projection) and their backward read contiguous data: flex walks strided operands
+    // element by element (measured: 4% of a d_model-256 training step).
+    let y = if batch > 1 {
+        y.reshape([batch * time, channels])
+            .reshape([batch, time, channels])
+    } else {
+        y
+    };
+    (y, state)
 }
