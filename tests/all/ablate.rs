@@ -491,3 +491,114 @@ fn a_width_sweep_plots_the_metric_against_d_model() {
     let svg = std::fs::read_to_string(dir.join(svg)).unwrap();
     assert!(svg.contains("full") && svg.contains("no_decay"));
 }
+
+/// A run whose loss turns NaN gets a `diverged` row and the study goes on (issue 7, bad
+/// input), end to end through the runner, the records and the report. The NaN comes from
+/// the run's own checkpoint: the study is interrupted after the first run saved step 2, a
+/// NaN is written into that checkpoint's head weight (file level, through the checkpoint
+/// API), and `--resume` continues it: its step 3 loss is NaN.
+#[test]
+fn a_diverged_run_is_recorded_and_the_others_finish() {
+    use burn::module::{Module, Param};
+    use burn::optim::{AdamWConfig, Optimizer};
+    use lab_train::checkpoint;
+    use lab_train::train::LabModel;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = parse(TINY).unwrap();
+    let dir = tmp.path().join("s");
+    let first = run(&spec, &dir, None, false, Some(3));
+    assert_eq!(first.finished, 0, "stopped inside the first run");
+    let plan = &grid(&spec).unwrap()[0];
+    let ckpt = dir.join("checkpoints").join(&plan.grid.id);
+    let saved: checkpoint::CkptState = serde_json::from_slice(
+        &std::fs::read(
+            checkpoint::latest(&ckpt)
+                .unwrap()
+                .unwrap()
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved.step, 2);
+
+    // the checkpoint, with one NaN in the head
+    let device = Default::default();
+    let loaded = checkpoint::load::<B>(&ckpt, &saved.fingerprint, &device)
+        .unwrap()
+        .unwrap();
+    let arch = lab_train::variant_arch(&plan.variant_name, &plan.base, plan.train.seq_len).unwrap();
+    let mut model = LabModel::<B>::init(&arch, plan.train.seed, &device)
+        .unwrap()
+        .load_record(loaded.model);
+    let LabModel::Rwkv(m) = &mut model else {
+        panic!("the first run is an RWKV variant")
+    };
+    let w = m.head.weight.val();
+    let dims = w.dims();
+    let mut host = w.into_data().convert::<f32>().into_vec::<f32>().unwrap();
+    host[0] = f32::NAN;
+    m.head.weight = Param::from_tensor(burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::new(host, dims),
+        &device,
+    ));
+    let adam = || AdamWConfig::new().init::<B, LabModel<B>>();
+    // rewritten under the same step (`save` never replaces an existing step's folder)
+    std::fs::remove_dir_all(checkpoint::latest(&ckpt).unwrap().unwrap()).unwrap();
+    checkpoint::save(
+        &ckpt,
+        &loaded.state,
+        &model,
+        &adam().load_record(loaded.optim_decay),
+        &adam().load_record(loaded.optim_plain),
+    )
+    .unwrap();
+
+    let out = run(&spec, &dir, None, true, None);
+    assert_eq!(out.diverged, vec![plan.grid.id.clone()]);
+    assert_eq!((out.runs, out.finished, out.failed.len()), (4, 3, 0));
+    let rows: Vec<AblationRow> = StudyDir::open(&dir).unwrap().read_rows().unwrap();
+    let diverged: Vec<&AblationRow> = rows
+        .iter()
+        .filter(|r| r.status == Status::Diverged)
+        .collect();
+    assert_eq!(diverged.len(), 1, "{rows:?}");
+    assert_eq!(
+        (
+            diverged[0].variant.as_str(),
+            diverged[0].seed,
+            diverged[0].step
+        ),
+        ("full", 0, 3)
+    );
+    assert!(diverged[0].note.contains("NaN"), "{:?}", diverged[0]);
+    // its step-2 row, recorded before the interruption, is kept
+    assert!(
+        rows.iter()
+            .any(|r| r.variant == "full" && r.seed == 0 && r.step == 2 && r.status == Status::Ok)
+    );
+    // the others finished: their final rows are there
+    for (variant, seed) in [("full", 1), ("no_decay", 0), ("no_decay", 1)] {
+        assert!(
+            rows.iter().any(|r| r.variant == variant
+                && r.seed == seed
+                && r.step == 8
+                && r.status == Status::Ok),
+            "{variant} seed {seed}: {rows:?}"
+        );
+    }
+    let summary = std::fs::read_to_string(rwkv_report::render(&dir).unwrap().summary).unwrap();
+    assert!(summary.contains("| full seed 0 | diverged |"), "{summary}");
+    // a second resume leaves the diverged run diverged and trains nothing
+    let again = run(&spec, &dir, None, true, None);
+    assert_eq!(again.diverged, vec![plan.grid.id.clone()]);
+    assert_eq!(
+        StudyDir::open(&dir)
+            .unwrap()
+            .read_rows::<AblationRow>()
+            .unwrap()
+            .len(),
+        rows.len()
+    );
+}
