@@ -263,8 +263,9 @@ pub fn run_scale(args: &ScaleArgs) -> Result<PathBuf> {
         .or(spec.memory_budget_bytes())
         .unwrap_or_else(default_memory_budget);
     // under `--matmul fast` on CUDA every product is TF32: recorded as the dtype. (In the
-    // default f32 the transformer baseline's products are still Burn's, TF32 on sm80+:
-    // docs/design.md §18; compare the two models' speed on CUDA with `--matmul fast`.)
+    // default f32 the transformer baseline's products are still Burn's, TF32 on sm80+, and
+    // its rows record `tf32`: docs/design.md §18; compare the two models' speed on CUDA
+    // with `--matmul fast`.)
     let fast_cuda = args.backend == crate::backend::BackendKind::Cuda
         && args.dtype == Dtype::F32
         && rwkv::matmul_precision() == rwkv::MatmulPrecision::Fast;

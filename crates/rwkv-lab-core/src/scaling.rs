@@ -176,7 +176,17 @@ impl<B: WkvBackend> Runner<'_, B> {
             Model::Transformer => self.transformer_params,
         };
         let what = Measurement::new(kind, model, method, seq_len, position);
-        ScalingRecord::new(&self.conditions, what, params)
+        let mut r = ScalingRecord::new(&self.conditions, what, params);
+        // The baseline's products are Burn's own whatever `--matmul` says: TF32 where the
+        // device rounds f32 operands for them (CUDA on sm80+; docs/design.md §18), and the
+        // rows say so.
+        if model == Model::Transformer
+            && r.dtype == "f32"
+            && B::reduced_precision_matmul(self.device)
+        {
+            r.dtype = "tf32".into();
+        }
+        r
     }
 
     /// The row of the last generated token, which stands for the whole generation run.

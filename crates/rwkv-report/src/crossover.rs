@@ -151,18 +151,37 @@ fn fmt_t(t: f64) -> String {
     lab_util::fmt_count(t.round() as u64)
 }
 
+/// Whether RWKV series `s` is the partner of transformer series `tf`: same batch, backend
+/// and dtype; or, for a transformer whose products ran in TF32 while RWKV's ran in f32 (a
+/// CUDA study under the default `--matmul f32`, docs/design.md §18), the f32 RWKV series,
+/// so that the comparison is still made, with the transformer's label naming `tf32`.
+fn partners(s: &Series, tf: &Series) -> bool {
+    s.key.is_rwkv()
+        && (s.key.same_conditions(&tf.key)
+            || (tf.key.dtype == "tf32"
+                && s.key.dtype == "f32"
+                && s.key.batch == tf.key.batch
+                && s.key.backend == tf.key.backend))
+}
+
 /// Compares, for each transformer prefill-time series of variant `explicit` or `fused`, the
-/// fastest RWKV variant at each T (same batch, backend and dtype) with it.
+/// fastest RWKV variant at each T (same batch, backend and dtype; see [`partners`]) with it.
 pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
     prefill_time
         .iter()
         .filter(|s| s.key.is_transformer() && matches!(s.key.method.as_str(), "explicit" | "fused"))
         .map(|tf| {
             let mut best: BTreeMap<u64, (f64, String)> = BTreeMap::new();
-            for s in prefill_time
+            let exact = prefill_time
                 .iter()
-                .filter(|s| s.key.is_rwkv() && s.key.same_conditions(&tf.key))
-            {
+                .any(|s| s.key.is_rwkv() && s.key.same_conditions(&tf.key));
+            for s in prefill_time.iter().filter(|s| {
+                if exact {
+                    s.key.is_rwkv() && s.key.same_conditions(&tf.key)
+                } else {
+                    partners(s, tf)
+                }
+            }) {
                 for &(t, y) in &s.points {
                     let e = best
                         .entry(t as u64)
@@ -258,6 +277,41 @@ mod tests {
             }
             k => panic!("{k:?}"),
         }
+    }
+
+    /// A CUDA study under the default `--matmul f32`: the transformer's rows are `tf32`,
+    /// RWKV's `f32`; the crossover pairs them (and says `tf32` in its label). f64 RWKV rows
+    /// are never paired with an f32 or TF32 transformer.
+    #[test]
+    fn a_tf32_transformer_is_compared_with_f32_rwkv_only() {
+        let mut rs = Vec::new();
+        for t in [128usize, 256, 512] {
+            let tf = t as f64;
+            let mut r = prefill(Rwkv, "scan", t, 2e-4 * tf, 0);
+            r.dtype = "f32".into();
+            rs.push(r);
+            let mut r = prefill(Transformer, "explicit", t, 1e-6 * tf * tf, 0);
+            r.dtype = "tf32".into();
+            rs.push(r);
+        }
+        let cs = crossovers(&prefill_time(&rs));
+        assert_eq!(cs.len(), 1);
+        assert_eq!(cs[0].label, "transformer explicit tf32");
+        assert_eq!(cs[0].points.len(), 3);
+        // ratio RWKV / transformer = 2e-4·T / (1e-6·T²) = 200 / T: 1 at T = 200
+        match cs[0].kind.clone().unwrap() {
+            CrossoverKind::At { t, lower, upper } => {
+                assert!((t - 200.0).abs() < 1e-6, "{t}");
+                assert_eq!((lower, upper), (128.0, 256.0));
+            }
+            k => panic!("{k:?}"),
+        }
+        // the same with the RWKV rows in f64: no partner
+        for r in rs.iter_mut().filter(|r| r.model == Rwkv) {
+            r.dtype = "f64".into();
+        }
+        let cs = crossovers(&prefill_time(&rs));
+        assert!(cs[0].points.is_empty() && cs[0].kind.is_none());
     }
 
     #[test]
