@@ -42,9 +42,9 @@ fn f32_against_float64_side_by_side() {
     assert!(out.contains("summary.md"), "{out}");
     let study = StudyDir::open(&dir.path().join("cmp")).unwrap();
     let rows: Vec<BackendRow> = study.read_rows().unwrap();
-    // per backend: one product, 2 T x 3 formulations, then decode (the CPU decoder only in
-    // f32)
-    assert_eq!(rows.len(), 2 + 2 * 6 + 1 + 2, "{rows:#?}");
+    // per backend: one product, 2 T x 3 formulations, then decode through the model's two
+    // steps (recurrence and scan) and, in f32 only, the CPU decoder
+    assert_eq!(rows.len(), 2 + 2 * 6 + 2 * 2 + 1, "{rows:#?}");
     let (reference, f32_rows): (Vec<&BackendRow>, Vec<&BackendRow>) =
         rows.iter().partition(|r| r.dtype == "f64");
     assert!(
@@ -68,11 +68,14 @@ fn f32_against_float64_side_by_side() {
         assert!(d > 0.0 && d < 1e-4, "{r:?}");
         assert!(r.median_s.unwrap() > 0.0 && r.tokens_per_s.unwrap() > 0.0);
     }
-    assert!(
-        f32_rows
-            .iter()
-            .any(|r| r.measured == Measured::Decode && r.method == "cpu-decoder" && r.is_ok())
-    );
+    for engine in ["model", "model-scan", "cpu-decoder"] {
+        assert!(
+            f32_rows
+                .iter()
+                .any(|r| r.measured == Measured::Decode && r.method == engine && r.is_ok()),
+            "{engine}"
+        );
+    }
     let summary = std::fs::read_to_string(study.file("summary.md")).unwrap();
     for want in [
         "## Matrix products",
@@ -81,6 +84,7 @@ fn f32_against_float64_side_by_side() {
         "| 32 | scan |",
         "ndarray ×",
         "## Decode",
+        "| ndarray | model-scan |",
         "cpu-decoder",
         "## Output differences from ndarray:f64",
         "## Skipped and failed",

@@ -7,8 +7,10 @@
 //!   timed through [`crate::timing`] (warm-up, device sync before the clock stops,
 //!   median of the repeats); the last position's logits are kept;
 //! - **decode**: RNN-mode steps of the decode model, each timed from the token id to its
-//!   logits on the host, through the model's own step and, on f32 CPU backends, through
-//!   the CPU decoder too; the last step's logits are kept.
+//!   logits on the host, through the model's own step (`model`: the WKV recurrence
+//!   token by token; `model-scan`: the same step with the WKV operator as the fused scan,
+//!   one kernel launch per layer on the CubeCL backends) and, on f32 CPU backends,
+//!   through the CPU decoder too; the `model` step's last logits are kept.
 //!
 //! Every kept output is compared with the reference's output for the same measurement
 //! (for a prefill the same T, in the same formulation if the reference ran it, otherwise
@@ -719,7 +721,7 @@ impl<B: WkvBackend> Runner<'_, B> {
             .unwrap_or(u64::MAX);
         let largest = rwkv_largest_bytes(&config, 1, 1, WkvMode::Recurrent, self.elem);
         let skip = self.run.limits.check(total, largest);
-        let mut engines = vec!["model"];
+        let mut engines = vec!["model", "model-scan"];
         if self.run.cpu && self.run.dtype == "f32" {
             engines.push("cpu-decoder");
         }
@@ -779,14 +781,20 @@ impl<B: WkvBackend> Runner<'_, B> {
         let tokens = decode_tokens(self.spec.seed, d.warmup + d.steps.get(), vocab);
         let mut secs = Vec::with_capacity(tokens.len());
         let mut last = Vec::new();
-        if engine == "model" {
+        if let Some(mode) = match engine {
+            "model" => Some(WkvMode::Recurrent),
+            "model-scan" => Some(WkvMode::Scan),
+            _ => None,
+        } {
             let mut state = model.zero_state(1, self.device);
             let mut last_data = None;
             for &t in &tokens {
                 let start = Instant::now();
                 let tok =
                     Tensor::<B, 1, Int>::from_data(TensorData::new(vec![t], [1]), self.device);
-                let logits = model.step(tok, &mut state).map_err(|e| e.to_string())?;
+                let logits = model
+                    .step_with(tok, &mut state, mode)
+                    .map_err(|e| e.to_string())?;
                 let data = logits.into_data();
                 secs.push(start.elapsed().as_secs_f64());
                 last_data = Some(data);
@@ -954,8 +962,9 @@ quick:
     #[test]
     fn f32_against_f64_on_the_same_weights() {
         let (ref_rows, reference) = run_one::<burn::backend::NdArray<f64>>("f64", None);
-        // one product, 2 T x 3 modes, decode (no CPU decoder in f64)
-        assert_eq!(ref_rows.len(), 8);
+        // one product, 2 T x 3 modes, decode through the model's two steps (no CPU decoder
+        // in f64)
+        assert_eq!(ref_rows.len(), 9);
         assert!(ref_rows.iter().all(|r| r.max_abs_diff.is_none()));
         let skipped: Vec<_> = ref_rows
             .iter()
@@ -964,7 +973,7 @@ quick:
         assert_eq!(skipped.len(), 1, "{ref_rows:?}");
         assert!(skipped[0].note.contains("max_seq_len 4 for parallel"));
         let (rows, _) = run_one::<burn::backend::NdArray<f32>>("f32", Some(&reference));
-        assert_eq!(rows.len(), 9, "the CPU decoder runs in f32");
+        assert_eq!(rows.len(), 10, "the CPU decoder runs in f32");
         let mm = rows
             .iter()
             .find(|r| r.measured == Measured::Matmul)

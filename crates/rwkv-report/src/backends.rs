@@ -368,8 +368,9 @@ fn summary_text(rows: &[BackendRow], meta: Option<&Meta>, v: &View<'_>) -> Strin
             md,
             "RNN-mode steps of a model of {}, one sequence: each step timed from the token id to \
              its logits on the host; median of {} timed steps after warm-up. `model`: the \
-             model's own step on the backend; `cpu-decoder`: the CPU decoder (f32 CPU \
-             backends).\n",
+             model's own step on the backend (the WKV recurrence); `model-scan`: the same step \
+             with the WKV operator as the fused scan (one kernel per layer on a GPU); \
+             `cpu-decoder`: the CPU decoder (f32 CPU backends).\n",
             shape(first),
             first.repeats
         );

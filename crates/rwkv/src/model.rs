@@ -355,13 +355,25 @@ impl<B: WkvBackend> Rwkv<B> {
         tokens: Tensor<B, 1, Int>,
         state: &mut RwkvState<B>,
     ) -> Result<Tensor<B, 2>> {
+        self.step_with(tokens, state, WkvMode::Recurrent)
+    }
+
+    /// [`Rwkv::step`] with the WKV operator of the one token in formulation `mode` (the
+    /// same values to f32 rounding): `WkvMode::Scan` runs it as one fused kernel (on the
+    /// CubeCL backends one device launch instead of the recurrence's ~25 element-wise
+    /// operations), which `compare-backends` measures as the `model-scan` decode engine.
+    ///
+    /// # Errors
+    /// As [`Rwkv::step`].
+    pub fn step_with(
+        &self,
+        tokens: Tensor<B, 1, Int>,
+        state: &mut RwkvState<B>,
+        mode: WkvMode,
+    ) -> Result<Tensor<B, 2>> {
         let [batch] = tokens.dims();
         state.check(self.blocks.len(), batch, self.config.d_model)?;
-        let (logits, next) = self.forward(
-            tokens.unsqueeze_dim(1),
-            Some(state.clone()),
-            WkvMode::Recurrent,
-        )?;
+        let (logits, next) = self.forward(tokens.unsqueeze_dim(1), Some(state.clone()), mode)?;
         *state = next;
         Ok(logits.reshape([batch, self.config.vocab_size]))
     }
