@@ -169,7 +169,7 @@ fn mix<B: Backend>(
             let [channels] = mu.dims();
             prev.clone() + diff.clone() * mu.val().reshape([1, 1, channels])
         }
-        _ => z.clone(),
+        Shifted::Off => z.clone(),
     }
 }
 

@@ -1,10 +1,10 @@
-//! LayerNorm as one autodiff graph node (docs/design.md §14 item 3).
+//! LayerNorm as one autodiff graph node (docs/design.md §14 item 14).
 //!
 //! The forward is [`lab_util::layer_norm`]'s arithmetic, operation for operation (mean,
 //! centred variance, `x̂ = (x − μ)·(1/√(var + ε))` with a true division, `x̂·γ + β`), so
 //! the values are the same. Under autodiff that composite records about a dozen nodes and
 //! its backward runs roughly twice as many element-wise passes as the forward; here the
-//! whole normalisation is one node ([`WkvBackend::layer_norm`]) that keeps `x̂` and
+//! whole normalisation is one node ([`WkvBackend::layer_norm_node`]) that keeps `x̂` and
 //! `1/√(var + ε)` and differentiates in closed form:
 //!
 //! - `∂β = Σ_rows g`, `∂γ = Σ_rows g·x̂`
@@ -15,9 +15,10 @@
 use burn::module::Param;
 use burn::nn::LayerNorm;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Shape, Tensor, TensorMetadata, TensorPrimitive, backend::Backend};
+use burn::tensor::{Shape, Tensor, TensorMetadata, backend::Backend};
 
 use crate::wkv::WkvBackend;
+use crate::wkv::scan::{prim, tensor};
 
 /// The forward on the inner backend, with what the backward needs.
 pub(crate) struct Normed<B: Backend> {
@@ -29,23 +30,12 @@ pub(crate) struct Normed<B: Backend> {
     pub inv: FloatTensor<B>,
 }
 
+/// `x` as `[N, C]` (C its last dimension), and its shape.
 fn rows<B: Backend>(x: FloatTensor<B>) -> (Tensor<B, 2>, Shape) {
     let shape = x.shape();
     let c = shape[shape.num_dims() - 1];
     let n = shape.num_elements() / c.max(1);
-    let t = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(B::float_reshape(
-        x,
-        Shape::from(vec![n, c]),
-    )));
-    (t, shape)
-}
-
-fn vector<B: Backend>(p: FloatTensor<B>) -> Tensor<B, 1> {
-    Tensor::from_primitive(TensorPrimitive::Float(p))
-}
-
-fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
-    t.into_primitive().tensor()
+    (tensor(B::float_reshape(x, Shape::from(vec![n, c]))), shape)
 }
 
 /// Forward over the last dimension of `x` (any rank); `gamma`, `beta`: `[C]`.
@@ -63,7 +53,8 @@ pub(crate) fn forward<B: Backend>(
     let denom = (var + epsilon).sqrt();
     let inv = denom.ones_like() / denom;
     let xhat = centered * inv.clone();
-    let y = xhat.clone() * vector::<B>(gamma).reshape([1, c]) + vector::<B>(beta).reshape([1, c]);
+    let y =
+        xhat.clone() * tensor::<B, 1>(gamma).reshape([1, c]) + tensor::<B, 1>(beta).reshape([1, c]);
     Normed {
         y: B::float_reshape(prim(y), shape),
         xhat: prim(xhat),
@@ -80,11 +71,10 @@ pub(crate) fn backward<B: Backend>(
 ) -> [FloatTensor<B>; 3] {
     let (g, shape) = rows::<B>(grad);
     let [_, c] = g.dims();
-    let xhat = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(xhat));
-    let inv = Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(inv));
+    let (xhat, inv) = (tensor::<B, 2>(xhat), tensor::<B, 2>(inv));
     let dbeta = g.clone().sum_dim(0).reshape([c]);
     let dgamma = (g.clone() * xhat.clone()).sum_dim(0).reshape([c]);
-    let gg = g * vector::<B>(gamma).reshape([1, c]);
+    let gg = g * tensor::<B, 1>(gamma).reshape([1, c]);
     let m1 = gg.clone().mean_dim(1);
     let m2 = (gg.clone() * xhat.clone()).mean_dim(1);
     let dx = (gg - m1 - xhat * m2) * inv;
@@ -103,12 +93,12 @@ pub fn layer_norm<B: WkvBackend, const D: usize>(
         return lab_util::layer_norm(ln, x, epsilon);
     };
     let val = |p: &Param<Tensor<B, 1>>| prim(p.val());
-    Tensor::from_primitive(TensorPrimitive::Float(B::layer_norm_node(
+    tensor(B::layer_norm_node(
         prim(x),
         val(&ln.gamma),
         val(beta),
         epsilon,
-    )))
+    ))
 }
 
 #[cfg(test)]

@@ -12,6 +12,21 @@ use burn::tensor::ops::FloatTensor;
 
 use super::WkvBackend;
 
+/// A backward whose gradients of all `N` inputs come from one function of the node's state
+/// and its output gradient: each is registered with its parent, where the parent is tracked.
+fn backward_all<B: WkvBackend, S, const N: usize>(
+    ops: Ops<S, N>,
+    grads: &mut Gradients,
+    f: impl FnOnce(S, FloatTensor<B>) -> [FloatTensor<B>; N],
+) {
+    let grad = grads.consume::<B>(&ops.node);
+    for (parent, g) in ops.parents.into_iter().zip(f(ops.state, grad)) {
+        if let Some(node) = parent {
+            grads.register::<B>(node.id, g);
+        }
+    }
+}
+
 /// The backward node; its state is `[w, u, k, v, state]` of the inner backend.
 #[derive(Debug)]
 struct ScanBackward;
@@ -20,14 +35,9 @@ impl<B: WkvBackend> Backward<B, 5> for ScanBackward {
     type State = [FloatTensor<B>; 5];
 
     fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let [w, u, k, v, s] = ops.state;
-        let outs = B::wkv_scan_backward(w, u, k, v, s, grad);
-        for (parent, g) in ops.parents.into_iter().zip(outs) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        backward_all::<B, _, 5>(ops, grads, |[w, u, k, v, s], grad| {
+            B::wkv_scan_backward(w, u, k, v, s, grad)
+        });
     }
 }
 
@@ -140,14 +150,9 @@ impl<B: WkvBackend> Backward<B, 3> for LayerNormBackward {
     type State = [FloatTensor<B>; 3];
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let grad = grads.consume::<B>(&ops.node);
-        let [xhat, inv, gamma] = ops.state;
-        let outs = crate::norm::backward::<B>(grad, xhat, inv, gamma);
-        for (parent, g) in ops.parents.into_iter().zip(outs) {
-            if let Some(node) = parent {
-                grads.register::<B>(node.id, g);
-            }
-        }
+        backward_all::<B, _, 3>(ops, grads, |[xhat, inv, gamma], grad| {
+            crate::norm::backward::<B>(grad, xhat, inv, gamma)
+        });
     }
 }
 

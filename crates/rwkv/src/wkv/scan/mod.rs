@@ -162,11 +162,13 @@ impl WkvBackend for burn::backend::Flex {
 // wgpu and cuda (`Fusion<CubeBackend<..>>`, or `CubeBackend` without fusion): the device
 // kernel, implemented in `cube.rs`.
 
-fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+/// A float tensor's primitive.
+pub(crate) fn prim<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
     t.into_primitive().tensor()
 }
 
-fn tensor<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+/// A float primitive as a tensor of rank `D`.
+pub(crate) fn tensor<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(p))
 }
 
