@@ -151,35 +151,33 @@ fn fmt_t(t: f64) -> String {
     lab_util::fmt_count(t.round() as u64)
 }
 
-/// Whether RWKV series `s` is the partner of transformer series `tf`: same batch, backend
-/// and dtype; or, for a transformer whose products ran in TF32 while RWKV's ran in f32 (a
-/// CUDA study under the default `--matmul f32`, docs/design.md §18), the f32 RWKV series,
-/// so that the comparison is still made, with the transformer's label naming `tf32`.
-fn partners(s: &Series, tf: &Series) -> bool {
+/// The fallback partner of transformer series `tf` when no RWKV series ran under its
+/// exact conditions: a transformer whose products ran in TF32 while RWKV's ran in f32 (a
+/// CUDA study under the default `--matmul f32`, docs/design.md §18) is compared with the
+/// f32 RWKV series of the same batch and backend, its label naming `tf32`.
+fn tf32_partner(s: &Series, tf: &Series) -> bool {
     s.key.is_rwkv()
-        && (s.key.same_conditions(&tf.key)
-            || (tf.key.dtype == "tf32"
-                && s.key.dtype == "f32"
-                && s.key.batch == tf.key.batch
-                && s.key.backend == tf.key.backend))
+        && tf.key.dtype == "tf32"
+        && s.key.dtype == "f32"
+        && s.key.batch == tf.key.batch
+        && s.key.backend == tf.key.backend
 }
 
 /// Compares, for each transformer prefill-time series of variant `explicit` or `fused`, the
-/// fastest RWKV variant at each T (same batch, backend and dtype; see [`partners`]) with it.
+/// fastest RWKV variant at each T (same batch, backend and dtype; else [`tf32_partner`]) with it.
 pub fn crossovers(prefill_time: &[Series]) -> Vec<Crossover> {
     prefill_time
         .iter()
         .filter(|s| s.key.is_transformer() && matches!(s.key.method.as_str(), "explicit" | "fused"))
         .map(|tf| {
             let mut best: BTreeMap<u64, (f64, String)> = BTreeMap::new();
-            let exact = prefill_time
-                .iter()
-                .any(|s| s.key.is_rwkv() && s.key.same_conditions(&tf.key));
+            let exact = |s: &Series| s.key.is_rwkv() && s.key.same_conditions(&tf.key);
+            let any_exact = prefill_time.iter().any(exact);
             for s in prefill_time.iter().filter(|s| {
-                if exact {
-                    s.key.is_rwkv() && s.key.same_conditions(&tf.key)
+                if any_exact {
+                    exact(s)
                 } else {
-                    partners(s, tf)
+                    tf32_partner(s, tf)
                 }
             }) {
                 for &(t, y) in &s.points {
